@@ -1,0 +1,4 @@
+"""mmdet-only modules (registered in mmdet's registry)."""
+from .simple_fpn import SimpleFPN
+
+__all__ = ['SimpleFPN']

@@ -1,0 +1,75 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: config merging and runner building.
+
+One code path serves mmpretrain, mmdet and mmseg configs (the config's ``default_scope``
+picks the registries). It also makes CPU-only distributed runs work with mmengine 0.10.x,
+whose ``init_dist`` calls ``torch.cuda.set_device`` and whose DDP wrapper passes CUDA
+``device_ids``: with no GPU we create the gloo process group ourselves before the Runner
+exists (the Runner then skips ``init_dist``) and wrap with ``device_ids=None``.
+"""
+import os
+import os.path as osp
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+
+
+def default_work_dir(config_path):
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def load_config(config_path, cfg_options=None, launcher='none', work_dir=None):
+    """Read a config, apply ``--cfg-options``, the launcher and the work dir."""
+    if not osp.isfile(config_path):
+        raise FileNotFoundError(f'config file {config_path!r} does not exist')
+    cfg = Config.fromfile(config_path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = default_work_dir(config_path)
+    return cfg
+
+
+def setup_cpu_distributed(cfg):
+    """Prepare a ``launcher='pytorch'`` run on a machine without CUDA (gloo, no device ids)."""
+    if cfg.launcher == 'none' or torch.cuda.is_available():
+        return cfg
+    if cfg.launcher != 'pytorch':
+        raise RuntimeError(f'launcher={cfg.launcher!r} without CUDA is not supported; on CPU use '
+                           'tools/dist_train.sh (torchrun, launcher=pytorch)')
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.setdefault('env_cfg', ConfigDict())
+    cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    wrapper = ConfigDict(cfg.get('model_wrapper_cfg', None) or dict(type='MMDistributedDataParallel'))
+    wrapper.device_ids = None
+    wrapper.setdefault('broadcast_buffers', False)
+    cfg.model_wrapper_cfg = wrapper
+    print_log(f'CPU distributed run: gloo process group, rank {dist.get_rank()} of '
+              f'{dist.get_world_size()}', logger='current')
+    return cfg
+
+
+def build_runner(cfg):
+    """Build the runner the config asks for (``runner_type``) or mmengine's Runner."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    from dmt_mm.engine import ATOMIC_BACKEND  # also registers the safe checkpoint loader
+    cfg = setup_cpu_distributed(cfg)
+    checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if checkpoint_hook is not None and checkpoint_hook.get('backend_args') is None:
+        checkpoint_hook.backend_args = dict(backend=ATOMIC_BACKEND)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def set_local_rank_env(local_rank):
+    """``torch.distributed.launch`` passes ``--local-rank``; torchrun sets ``LOCAL_RANK``."""
+    os.environ.setdefault('LOCAL_RANK', str(local_rank))

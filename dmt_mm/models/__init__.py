@@ -1,0 +1,5 @@
+"""Modules registered in mmpretrain's registry (scope ``mmpretrain``): the student backbone,
+frozen teachers, the DMT algorithm, its heads, target normalisers and losses.
+mmdet / mmseg configs refer to them with the scope prefix, e.g. ``mmpretrain.DMTViT``."""
+from .backbones import *  # noqa: F401,F403
+from .teachers import *  # noqa: F401,F403

@@ -1,0 +1,3 @@
+from .dmt_vit import ARCH_ALIASES, DMTViT
+
+__all__ = ['DMTViT', 'ARCH_ALIASES']

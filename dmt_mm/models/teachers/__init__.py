@@ -1,0 +1,3 @@
+from .frozen_vit_teacher import FrozenViTTeacher
+
+__all__ = ['FrozenViTTeacher']
