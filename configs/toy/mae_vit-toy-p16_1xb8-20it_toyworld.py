@@ -7,7 +7,8 @@ custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.datasets.toy_cls'],
 
 toy_arch = dict(embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
 model = dict(
-    backbone=dict(arch=toy_arch, img_size=64, patch_size=16, mask_ratio=0.75),
+    backbone=dict(_delete_=True, type='MAEViT', arch=toy_arch, img_size=64, patch_size=16,
+                  mask_ratio=0.75),
     neck=dict(embed_dim=64, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
               num_patches=16),
     head=dict(patch_size=16))
