@@ -8,6 +8,7 @@ to ``<work_dir>/test_metrics.json``.
 """
 import argparse
 import json
+import numbers
 import os.path as osp
 
 from mmengine.config import DictAction
@@ -57,6 +58,15 @@ def add_dump_metric(runner, scope, out):
     runner.test_evaluator.metrics.append(Dump(out_file_path=out))
 
 
+def to_json_value(value):
+    """Metrics come as Python, numpy or torch scalars (or lists, for per-class values)."""
+    if isinstance(value, numbers.Number) or (hasattr(value, 'ndim') and value.ndim == 0):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    return str(value)
+
+
 def main(argv=None):
     args = parse_args(argv)
     set_local_rank_env(args.local_rank)
@@ -73,8 +83,7 @@ def main(argv=None):
     if is_main_process():
         path = osp.join(cfg.work_dir, 'test_metrics.json')
         with open(path, 'w') as f:
-            json.dump({k: float(v) if isinstance(v, (int, float)) else str(v)
-                       for k, v in metrics.items()}, f, indent=2)
+            json.dump({k: to_json_value(v) for k, v in metrics.items()}, f, indent=2)
         print(f'metrics written to {path}')
     return metrics
 

@@ -4,7 +4,8 @@ One generator writes, from one seed, the same scenes in the formats of the real 
 
 * ``images/{train,val}/*.png`` scenes of textured, coloured, overlapping shapes;
 * ``annotations/instances_{train,val}.json`` COCO detection/instance json (boxes, polygons
-  of the *visible* part of each object, areas, ``iscrowd=0``);
+  -- RLE where the visible part has holes -- of the *visible* part of each object, areas,
+  ``iscrowd=0``);
 * ``seg/{train,val}/*.png`` ADE20K-style label maps: 0 = background ("other", ignored
   with ``reduce_zero_label=True``), ``k`` = shape class ``k-1``;
 * ``cls/{train,val}/<class>/*.png`` an image-folder classification split, one centred
@@ -122,12 +123,23 @@ def draw_scene(rng, size, max_objects):
 
 
 def mask_to_coco(mask):
-    """COCO bbox [x, y, w, h], polygon list and area of a binary mask."""
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    polygons = [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+    """COCO bbox [x, y, w, h], segmentation and area of a binary mask.
+
+    The segmentation is a polygon list, as in COCO, unless the visible part has holes (a
+    ring, or an object seen through by an occluder's cut-out), which polygons cannot
+    express: then it is compressed RLE, which pycocotools and mmdet read as well.
+    """
+    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    has_holes = hierarchy is not None and (hierarchy[0][:, 3] >= 0).any()
+    if has_holes:
+        from pycocotools import mask as mask_utils
+        rle = mask_utils.encode(np.asfortranarray(mask))
+        segmentation = dict(size=[int(v) for v in rle['size']], counts=rle['counts'].decode())
+    else:
+        segmentation = [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
     ys, xs = np.nonzero(mask)
     x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
-    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], polygons, float(mask.sum())
+    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], segmentation, float(mask.sum())
 
 
 def _write_png(path, array):
@@ -161,10 +173,10 @@ def generate_toy_world(root, spec=None):
             images.append(dict(id=index + 1, file_name=name, width=spec.image_size,
                                height=spec.image_size))
             for class_id, mask in objects:
-                bbox, polygons, area = mask_to_coco(mask)
+                bbox, segmentation, area = mask_to_coco(mask)
                 annotations.append(dict(id=len(annotations) + 1, image_id=index + 1,
                                         category_id=class_id + 1, bbox=bbox,
-                                        segmentation=polygons, area=area, iscrowd=0))
+                                        segmentation=segmentation, area=area, iscrowd=0))
         os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
         with open(osp.join(root, 'annotations', f'instances_{split}.json'), 'w') as f:
             json.dump(dict(images=images, annotations=annotations, categories=categories), f)

@@ -4,3 +4,6 @@ from .checkpoint import ATOMIC_BACKEND, AtomicLocalBackend
 from .optimizers import LayerDecayOptimWrapperConstructor
 
 __all__ = ['ATOMIC_BACKEND', 'AtomicLocalBackend', 'LayerDecayOptimWrapperConstructor']
+from .hooks import NonFiniteLossGuardHook, RankConsistencyHook  # noqa: E402
+
+__all__ += ['NonFiniteLossGuardHook', 'RankConsistencyHook']

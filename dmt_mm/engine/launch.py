@@ -55,16 +55,30 @@ def setup_cpu_distributed(cfg):
     return cfg
 
 
+def add_reliability_defaults(cfg):
+    """Atomic signed checkpoints, the non-finite loss guard and, for distributed runs, the
+    rank agreement check -- unless the config already chose otherwise."""
+    from dmt_mm.engine import ATOMIC_BACKEND
+    checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if checkpoint_hook is not None and checkpoint_hook.get('backend_args') is None:
+        checkpoint_hook.backend_args = dict(backend=ATOMIC_BACKEND)
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    present = {h.get('type') for h in hooks}
+    if cfg.get('nonfinite_loss_guard', True) and 'NonFiniteLossGuardHook' not in present:
+        hooks.append(dict(type='NonFiniteLossGuardHook'))
+    if cfg.launcher != 'none' and 'RankConsistencyHook' not in present:
+        hooks.append(dict(type='RankConsistencyHook'))
+    cfg.custom_hooks = hooks
+    return cfg
+
+
 def build_runner(cfg):
     """Build the runner the config asks for (``runner_type``) or mmengine's Runner."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    from dmt_mm.engine import ATOMIC_BACKEND  # also registers the safe checkpoint loader
     cfg = setup_cpu_distributed(cfg)
-    checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
-    if checkpoint_hook is not None and checkpoint_hook.get('backend_args') is None:
-        checkpoint_hook.backend_args = dict(backend=ATOMIC_BACKEND)
+    add_reliability_defaults(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
