@@ -31,7 +31,8 @@ def run_tool(args, cwd, timeout=900, env=None, check=True):
 
     On failure the tail of the output is in the assertion message.
     """
-    full_env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='2',
+    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / 'tests')]),
+                    OMP_NUM_THREADS='2',
                     PYTHONUNBUFFERED='1')
     full_env.update(env or {})
     proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env,

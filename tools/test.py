@@ -76,7 +76,7 @@ def main(argv=None):
     cfg.load_from = args.checkpoint
     if args.show_dir:
         cfg = enable_visualization(cfg, args.show_dir)
-    runner = build_runner(cfg)
+    runner = build_runner(cfg, data_fields=('test_dataloader',))
     if args.out:
         add_dump_metric(runner, cfg.get('default_scope'), args.out)
     metrics = runner.test()

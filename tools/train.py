@@ -8,7 +8,8 @@ import argparse
 
 from mmengine.config import DictAction
 
-from dmt_mm.engine.launch import build_runner, load_config, set_local_rank_env
+from dmt_mm.engine.launch import (build_runner, find_resume_checkpoint, load_config,
+                                  set_local_rank_env)
 
 
 def parse_args(argv=None):
@@ -39,7 +40,10 @@ def merge_args(cfg, args):
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        cfg.resume, cfg.load_from = True, find_resume_checkpoint(cfg.work_dir)
+        if cfg.load_from is None:
+            print(f'--resume: no complete checkpoint in {cfg.work_dir}; starting from scratch')
+            cfg.resume = False
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:

@@ -4,3 +4,6 @@ from .prepare import ensure_toy_world
 from .toy_world import CLASSES, ToyWorldSpec, generate_toy_world
 
 __all__ = ['CLASSES', 'ToyWorldSpec', 'generate_toy_world', 'ensure_toy_world']
+from .robust_loading import CheckLabelRange, LoadImageOrSkip  # noqa: E402
+
+__all__ += ['LoadImageOrSkip', 'CheckLabelRange']

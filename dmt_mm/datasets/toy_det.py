@@ -1,13 +1,13 @@
 """mmdet's CocoDataset over the generated toy world (generated on first use)."""
-from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 
+from .coco import ValidatedCocoDataset
 from .prepare import ensure_toy_world
 from .toy_world import CLASSES, PALETTE
 
 
 @DATASETS.register_module()
-class ToyWorldCocoDataset(CocoDataset):
+class ToyWorldCocoDataset(ValidatedCocoDataset):
     """The real ``CocoDataset`` (same parsing, same CocoMetric) reading the toy world's
     ``annotations/instances_{split}.json``; ``toy_world`` holds ``ToyWorldSpec`` fields."""
     METAINFO = dict(classes=CLASSES, palette=PALETTE)

@@ -1,9 +1,12 @@
-"""Runner-side parts: safe checkpoint I/O, layer-decay optimizer constructor, hooks.
-Importing it registers them (tools/train.py and tools/test.py always do)."""
+"""Runner-side parts: safe checkpoint I/O, layer-decay optimizer constructor, hooks,
+deterministic sampling. Importing it registers them (tools/train.py and test.py do)."""
 from .checkpoint import ATOMIC_BACKEND, AtomicLocalBackend
+from .determinism import IterationSeedHook, PerSampleSeedDataset, PerSampleSeedSampler
+from .hooks import (CheckpointCompatibilityHook, DatasetSanityHook, NonFiniteLossGuardHook,
+                    RankConsistencyHook)
 from .optimizers import LayerDecayOptimWrapperConstructor
 
-__all__ = ['ATOMIC_BACKEND', 'AtomicLocalBackend', 'LayerDecayOptimWrapperConstructor']
-from .hooks import NonFiniteLossGuardHook, RankConsistencyHook  # noqa: E402
-
-__all__ += ['NonFiniteLossGuardHook', 'RankConsistencyHook']
+__all__ = ['ATOMIC_BACKEND', 'AtomicLocalBackend', 'LayerDecayOptimWrapperConstructor',
+           'NonFiniteLossGuardHook', 'RankConsistencyHook', 'CheckpointCompatibilityHook',
+           'DatasetSanityHook', 'IterationSeedHook', 'PerSampleSeedDataset',
+           'PerSampleSeedSampler']

@@ -63,3 +63,61 @@ class NonFiniteLossGuardHook(Hook):
                 f'non-finite loss at iteration {runner.iter + 1}: {values}. Training stopped; '
                 f'the last good checkpoint in {runner.work_dir} is kept. Lower the lr, enable '
                 'gradient clipping, or check the data/teacher features of this term.')
+
+
+@HOOKS.register_module()
+class CheckpointCompatibilityHook(Hook):
+    """Refuse to resume or test from a checkpoint that does not fit the model.
+
+    mmengine loads runner checkpoints with ``strict=False`` and only logs mismatches, so a
+    checkpoint of another config silently leaves layers at their initial values. Keys the
+    model does not save (frozen teachers) are not expected.
+    """
+    priority = 'VERY_HIGH'
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        state = checkpoint.get('state_dict', checkpoint)
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        expected = model.state_dict()
+        strip = [k[len('module.'):] if k.startswith('module.') else k for k in state]
+        state_shapes = {k: tuple(v.shape) for k, v in zip(strip, state.values())
+                        if hasattr(v, 'shape')}
+        missing = sorted(set(expected) - set(state_shapes))
+        unexpected = sorted(set(state_shapes) - set(expected))
+        wrong_shape = sorted(k for k in set(expected) & set(state_shapes)
+                             if tuple(expected[k].shape) != state_shapes[k])
+        if missing or unexpected or wrong_shape:
+            def show(keys):
+                return f'{len(keys)} (e.g. {keys[:4]})' if keys else '0'
+            raise RuntimeError(
+                f'the checkpoint does not match the model of this config: missing keys '
+                f'{show(missing)}, unexpected keys {show(unexpected)}, wrong shapes '
+                f'{show(wrong_shape)}. Resume / test only with checkpoints written by the same '
+                'config; to start from pretrained weights use the backbone\'s '
+                "init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.') "
+                '(tools/model_converters/extract_student.py makes such files).')
+
+
+@HOOKS.register_module()
+class DatasetSanityHook(Hook):
+    """Fail with the dataset's location when a split to be used is empty."""
+    priority = 'VERY_HIGH'
+
+    def before_train(self, runner):
+        self._check(runner.train_dataloader, 'train_dataloader')
+
+    def before_val(self, runner):
+        self._check(runner.val_dataloader, 'val_dataloader')
+
+    def before_test(self, runner):
+        self._check(runner.test_dataloader, 'test_dataloader')
+
+    @staticmethod
+    def _check(dataloader, field):
+        dataset = dataloader.dataset
+        if len(dataset) == 0:
+            inner = getattr(dataset, 'dataset', dataset)
+            where = {k: getattr(inner, k, None) for k in ('data_root', 'ann_file', 'data_prefix')}
+            raise ValueError(f'{field}: the dataset {type(inner).__name__} has no samples '
+                             f'({where}). Check that the images and annotations are at these '
+                             'paths and that filter_cfg does not drop every sample.')

@@ -56,8 +56,10 @@ def setup_cpu_distributed(cfg):
 
 
 def add_reliability_defaults(cfg):
-    """Atomic signed checkpoints, the non-finite loss guard and, for distributed runs, the
-    rank agreement check -- unless the config already chose otherwise."""
+    """Atomic signed checkpoints, the non-finite loss guard, checkpoint/model key check,
+    empty-dataset check and, for distributed runs, the rank agreement check -- unless the
+    config already chose otherwise (``nonfinite_loss_guard=False``,
+    ``checkpoint_key_check=False``)."""
     from dmt_mm.engine import ATOMIC_BACKEND
     checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
     if checkpoint_hook is not None and checkpoint_hook.get('backend_args') is None:
@@ -68,20 +70,48 @@ def add_reliability_defaults(cfg):
         hooks.append(dict(type='NonFiniteLossGuardHook'))
     if cfg.launcher != 'none' and 'RankConsistencyHook' not in present:
         hooks.append(dict(type='RankConsistencyHook'))
+    if cfg.get('checkpoint_key_check', True) and 'CheckpointCompatibilityHook' not in present:
+        hooks.append(dict(type='CheckpointCompatibilityHook'))
+    if 'DatasetSanityHook' not in present:
+        hooks.append(dict(type='DatasetSanityHook'))
     cfg.custom_hooks = hooks
     return cfg
 
 
-def build_runner(cfg):
-    """Build the runner the config asks for (``runner_type``) or mmengine's Runner."""
+def build_runner(cfg, data_fields=('train_dataloader', 'val_dataloader')):
+    """Check data paths, add the reliability defaults and build the runner the config asks
+    for (``runner_type``) or mmengine's Runner."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
+    from .preflight import check_data_paths
+    check_data_paths(cfg, data_fields)
     cfg = setup_cpu_distributed(cfg)
     add_reliability_defaults(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def find_resume_checkpoint(work_dir):
+    """The checkpoint ``--resume`` (no path) continues from: the one ``last_checkpoint``
+    names if it is complete (signature verifies), else the newest complete one in the work
+    dir; None when there is none. Partial files of an interrupted save are never chosen."""
+    from dmt_mm.utils.safe_load import is_signed
+    if not osp.isdir(work_dir):
+        return None
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            named = f.read().strip()
+        if named and osp.isfile(named) and is_signed(named):
+            return named
+        print_log(f'last_checkpoint names {named!r}, which is missing or incomplete; '
+                  'looking for the newest complete checkpoint instead', logger='current',
+                  level=30)
+    candidates = [osp.join(work_dir, f) for f in os.listdir(work_dir) if f.endswith('.pth')]
+    candidates = sorted((c for c in candidates if is_signed(c)), key=osp.getmtime)
+    return candidates[-1] if candidates else None
 
 
 def set_local_rank_env(local_rank):
