@@ -16,6 +16,11 @@ REQUIRED = {
     'mmpretrain': ('1.2.0', '1.3.0'),
     'numpy': ('1.24.0', '2.4.0'),
 }
+# Needed only by the detection / segmentation parts (dmt_mm.det, dmt_mm.seg and their
+# configs): absent is fine for pretraining-only installs, present must be in range.
+TASK_PACKAGES = ('mmdet', 'mmsegmentation')
+# Alternative distributions that provide the same import package.
+ALIASES = {'mmcv': ('mmcv', 'mmcv-full', 'mmcv-lite')}
 FIX = ('Run `bash tools/setup_env.sh` (it installs the pinned stack into .venv), or install '
        'the versions of requirements/mminstall.txt by hand; mmcv must be built with ops '
        '(MMCV_WITH_OPS=1, see README "Installation").')
@@ -36,10 +41,12 @@ def _parse(version):
 
 
 def installed_version(dist):
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
+    for name in ALIASES.get(dist, (dist,)):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return None
 
 
 def check_versions(required=None, version_of=installed_version):
@@ -49,6 +56,8 @@ def check_versions(required=None, version_of=installed_version):
     for dist, (low, high) in required.items():
         version = version_of(dist)
         found[dist] = version
+        if version is None and dist in TASK_PACKAGES:
+            continue
         if version is None:
             problems.append(f'{dist} is not installed (need >={low},<{high})')
         elif not _parse(low) <= _parse(version) < _parse(high):
@@ -57,6 +66,15 @@ def check_versions(required=None, version_of=installed_version):
         raise StackVersionError('dmt_mm: the OpenMMLab stack is not the tested one:\n  - ' +
                                 '\n  - '.join(problems) + '\n' + FIX)
     return found
+
+
+def require_task_package(dist):
+    """Called by the det / seg subpackages: their OpenMMLab package must be installed."""
+    low, high = REQUIRED[dist]
+    if installed_version(dist) is None:
+        raise StackVersionError(f'dmt_mm: {dist} is not installed; the detection/segmentation '
+                                f'parts need {dist}>={low},<{high}. ' + FIX)
+    check_mmcv_ops()
 
 
 def check_mmcv_ops():

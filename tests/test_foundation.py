@@ -20,7 +20,8 @@ def test_installed_stack_is_the_tested_one():
 
 @pytest.mark.parametrize('dist,version,expected', [
     ('mmcv', '2.2.0', 'mmcv 2.2.0 is installed, need >=2.1.0,<2.2.0'),
-    ('mmdet', None, 'mmdet is not installed'),
+    ('mmdet', '3.2.0', 'mmdet 3.2.0 is installed, need >=3.3.0,<3.4.0'),
+    ('mmengine', None, 'mmengine is not installed'),
     ('numpy', '2.4.1', 'numpy 2.4.1 is installed'),
 ])
 def test_version_mismatch_names_package_and_fix(dist, version, expected):
@@ -30,6 +31,19 @@ def test_version_mismatch_names_package_and_fix(dist, version, expected):
         check_versions(version_of=fake)
     assert expected in str(err.value)
     assert 'tools/setup_env.sh' in str(err.value)
+
+
+def test_detection_packages_are_optional_for_pretraining_but_required_by_their_parts(
+        monkeypatch):
+    from dmt_mm import version_check
+    real = version_check.installed_version
+
+    def without_mmdet(name):
+        return None if name == 'mmdet' else real(name)
+    assert 'mmdet' in check_versions(version_of=without_mmdet)  # absent: import still works
+    monkeypatch.setattr(version_check, 'installed_version', without_mmdet)
+    with pytest.raises(StackVersionError, match=r'mmdet is not installed; the detection'):
+        version_check.require_task_package('mmdet')
 
 
 def test_import_fails_fast_on_wrong_mmcv():
