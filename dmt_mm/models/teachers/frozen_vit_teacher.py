@@ -3,11 +3,19 @@
 The teacher is a ``DMTViT`` (mmpretrain ViT layout) built from ``backbone`` and filled from
 ``checkpoint`` -- an official MAE / MoCo v3 / iBOT / DINO file as published, or an
 mmpretrain-layout file -- through :func:`dmt_mm.utils.checkpoint_formats.load_vit_weights`.
+
+The ViT is held *outside* the module tree (``teacher.backbone`` still reaches it), so its
+weights are not ``parameters()`` / ``state_dict()`` entries of any model that contains the
+teacher. Consequences, all wanted: no optimizer constructor can pick them up, checkpoints
+never carry them (and load back strictly), DDP neither broadcasts nor syncs them, and a
+parent's ``requires_grad_()`` / ``apply(init_fn)`` cannot unfreeze or overwrite them.
+``.to()`` / ``.cuda()`` / ``.half()`` still reach it (``_apply`` is forwarded).
 """
 from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
@@ -27,6 +35,8 @@ class FrozenViTTeacher(BaseModule):
         out_layers: 0-based block indices whose patch tokens are also returned.
         img_size: resize inputs to this size first (e.g. a patch-14 teacher at 224).
         use_momentum_encoder: MoCo v3: take the momentum encoder instead of the base one.
+        checkpoint_key: take the network under this key of a DINO / iBOT training
+            checkpoint ('teacher' by default there, 'student' to override).
     """
 
     def __init__(self, backbone: dict, checkpoint: Optional[str] = None,
@@ -35,16 +45,18 @@ class FrozenViTTeacher(BaseModule):
                  data_mean: Sequence[float] = (123.675, 116.28, 103.53),
                  data_std: Sequence[float] = (58.395, 57.12, 57.375),
                  out_layers: Sequence[int] = (), img_size: Optional[int] = None,
-                 use_momentum_encoder: bool = False, init_cfg=None):
+                 use_momentum_encoder: bool = False, checkpoint_key: Optional[str] = None,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         backbone = dict(backbone)
         backbone.setdefault('type', 'DMTViT')
         backbone.setdefault('out_type', 'raw')
-        self.backbone = MODELS.build(backbone)
+        self._frozen = [MODELS.build(backbone)]  # a list: invisible to the module tree
         self.name = name
         self.checkpoint = checkpoint
         self.checkpoint_format = checkpoint_format
         self.use_momentum_encoder = use_momentum_encoder
+        self.checkpoint_key = checkpoint_key
         self.out_layers = [int(i) for i in out_layers]
         self.img_size = img_size
         mean = data_mean if mean is None else mean
@@ -55,7 +67,12 @@ class FrozenViTTeacher(BaseModule):
         self.renormalize = any(abs(a - 1) > 1e-6 for a in scale) or any(abs(b) > 1e-6 for b in shift)
         self.register_buffer('pixel_scale', torch.tensor(scale).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('pixel_shift', torch.tensor(shift).view(1, 3, 1, 1), persistent=False)
+        self.register_load_state_dict_pre_hook(self._drop_saved_teacher_weights)
         self.freeze()
+
+    @property
+    def backbone(self):
+        return self._frozen[0]
 
     @property
     def embed_dims(self) -> int:
@@ -66,8 +83,8 @@ class FrozenViTTeacher(BaseModule):
         return self.backbone.patch_embed.projection.kernel_size[0]
 
     def freeze(self):
-        for param in self.parameters():
-            param.requires_grad = False
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
         self.eval()
 
     def init_weights(self):
@@ -76,17 +93,41 @@ class FrozenViTTeacher(BaseModule):
             return
         from dmt_mm.utils.checkpoint_formats import load_vit_weights
         load_vit_weights(self.backbone, self.checkpoint, fmt=self.checkpoint_format,
-                         use_momentum_encoder=self.use_momentum_encoder)
+                         use_momentum_encoder=self.use_momentum_encoder,
+                         checkpoint_key=self.checkpoint_key)
         self.freeze()
 
     def train(self, mode: bool = True):
         """A teacher always stays in eval mode (dropout, drop-path off)."""
         return super().train(False)
 
+    def _apply(self, fn, *args, **kwargs):
+        """Device / dtype moves reach the hidden ViT too."""
+        super()._apply(fn, *args, **kwargs)
+        self.backbone._apply(fn, *args, **kwargs)
+        return self
+
+    @staticmethod
+    def _drop_saved_teacher_weights(module, state_dict, prefix, *args):
+        """Checkpoints that did store teacher weights still load: the teacher's weights
+        always come from its own ``checkpoint`` file."""
+        stale = [k for k in state_dict if k.startswith(prefix + 'backbone.')]
+        for key in stale:
+            state_dict.pop(key)
+        if stale:
+            print_log(f'{prefix}: ignored {len(stale)} saved teacher tensors; teachers load '
+                      f'from their own checkpoint ({module.checkpoint})', logger='current')
+
+    def extra_repr(self) -> str:
+        vit = self.backbone
+        return (f'name={self.name!r}, frozen {type(vit).__name__}({vit.num_layers} blocks, '
+                f'{vit.embed_dims} wide, patch {self.patch_size}), '
+                f'checkpoint={self.checkpoint!r}')
+
     @torch.no_grad()
     def forward(self, inputs: torch.Tensor) -> Dict:
         """inputs: images normalised by the data preprocessor, (B, 3, H, W)."""
-        x = inputs.float()
+        x = inputs.to(self.pixel_scale.dtype)  # float32 unless the teacher was cast
         if self.renormalize:
             x = x * self.pixel_scale + self.pixel_shift
         if self.img_size is not None and tuple(x.shape[-2:]) != (self.img_size, self.img_size):
