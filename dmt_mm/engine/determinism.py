@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
+from mmengine.dataset import InfiniteSampler
 from mmengine.registry import DATA_SAMPLERS, DATASETS, HOOKS
 from torch.utils.data import Dataset, Sampler
 
@@ -93,7 +94,14 @@ class PerSampleSeedSampler(Sampler):
         return len(self.sampler)
 
     def __iter__(self):
-        data_pass = self.passes
+        if isinstance(self.sampler, InfiniteSampler):
+            # one endless stream of permutations, rank r taking positions r, r+W, ...:
+            # the pass of the j-th index here is its global position // dataset size
+            rank, world = self.sampler.rank, self.sampler.world_size
+            for j, index in enumerate(self.sampler):
+                yield ((j * world + rank) // self.dataset_size) * self.dataset_size + index
+            return
+        data_pass = self.passes  # DefaultSampler: one __iter__ call per epoch
         self.passes += 1
         for index in self.sampler:
             yield data_pass * self.dataset_size + index
