@@ -35,6 +35,8 @@ def test_atomic_put_keeps_old_file_when_write_fails(tmp_path, monkeypatch):
         backend.put(b'new checkpoint', target)
     assert target.read_bytes() == b'old complete checkpoint'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['iter_1.pth', 'iter_1.pth.sig']
+    backend.remove(target)  # max_keep_ckpts clean-up removes the signature with it
+    assert not list(tmp_path.iterdir())
 
 
 def test_sigkill_during_save_never_leaves_a_truncated_checkpoint(tmp_path):

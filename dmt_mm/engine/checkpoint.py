@@ -17,7 +17,7 @@ import tempfile
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from dmt_mm.utils.safe_load import safe_torch_load, write_signature
+from dmt_mm.utils.safe_load import SIGNATURE_SUFFIX, safe_torch_load, write_signature
 
 ATOMIC_BACKEND = 'dmt_atomic_local'
 
@@ -47,6 +47,12 @@ class AtomicLocalBackend(LocalBackend):
 
     def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
         self.put(obj.encode(encoding), filepath)
+
+    def remove(self, filepath) -> None:
+        """CheckpointHook's ``max_keep_ckpts`` clean-up: the signature goes too."""
+        super().remove(filepath)
+        if osp.exists(str(filepath) + SIGNATURE_SUFFIX):
+            os.remove(str(filepath) + SIGNATURE_SUFFIX)
 
 
 @CheckpointLoader.register_scheme(prefixes='', force=True)

@@ -3,3 +3,7 @@ frozen teachers, the DMT algorithm, its heads, target normalisers and losses.
 mmdet / mmseg configs refer to them with the scope prefix, e.g. ``mmpretrain.DMTViT``."""
 from .backbones import *  # noqa: F401,F403
 from .teachers import *  # noqa: F401,F403
+from .losses import *  # noqa: F401,F403
+from .target_norm import *  # noqa: F401,F403
+from .heads import *  # noqa: F401,F403
+from .algorithms import *  # noqa: F401,F403

@@ -6,15 +6,24 @@ It is mmpretrain's ``VisionTransformer`` (same parameters, same checkpoint keys)
   blocks, optionally for a subset of patches (masked-input distillation);
 * ViTDet-style windowed attention in chosen blocks (``window_size`` > 0; blocks listed in
   ``global_attn_indices`` keep global attention). Windowing re-uses the block's own
-  attention weights, so any pretrained checkpoint loads unchanged.
+  attention weights, so any pretrained checkpoint loads unchanged;
+* checked pretrained loading (``init_cfg=dict(type='Pretrained', checkpoint=...,
+  prefix='backbone.')``): a missing file, a backbone weight absent from the checkpoint or
+  of another shape is an error (mmengine only logs them), and a checkpoint position
+  embedding with a CLS slot is cut and resized to this model's grid (mmpretrain's hook
+  cannot do both at once).
 
 Registered in mmpretrain's registry; mmdet / mmseg configs refer to it as
 ``type='mmpretrain.DMTViT'``.
 """
+import math
+import os.path as osp
 from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+from mmengine.logging import print_log
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
@@ -47,6 +56,23 @@ def window_unpartition(windows, window_size, padded_hw, hw):
     return x[:, :H, :W].contiguous()
 
 
+def _attention_without_drop_path(attn, x):
+    """mmpretrain ``MultiheadAttention.forward`` minus its last step, the drop-path
+    (``out_drop``): on windows that step would drop windows of an image independently."""
+    if attn.v_shortcut:
+        raise NotImplementedError('windowed attention does not support v_shortcut attention')
+    B, N, _ = x.shape
+    qkv = attn.qkv(x).reshape(B, N, 3, attn.num_heads, attn.head_dims).permute(2, 0, 3, 1, 4)
+    x = attn.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2],
+                                          dropout_p=attn.attn_drop if attn.training else 0.)
+    x = attn.proj(x.transpose(1, 2).reshape(B, N, attn.embed_dims))
+    return attn.gamma1(attn.proj_drop(x))
+
+
+def _is_square(n):
+    return n > 0 and math.isqrt(n) ** 2 == n
+
+
 @MODELS.register_module()
 class DMTViT(VisionTransformer):
     """mmpretrain ViT with token outputs for distillation and optional windowed attention.
@@ -56,11 +82,13 @@ class DMTViT(VisionTransformer):
             ``vit-base``/``vit-large``.
         window_size: side of the attention windows in patches; 0 keeps global attention.
         global_attn_indices: blocks that keep global attention when ``window_size`` > 0.
+        with_cp: activation checkpointing of every block in training (recomputes the
+            forward in backward: less memory for ViT-B at 1024 px, one more block forward).
         Other arguments are those of mmpretrain's ``VisionTransformer``.
     """
 
     def __init__(self, arch='vit-small', *args, window_size: int = 0,
-                 global_attn_indices: Sequence[int] = (), **kwargs):
+                 global_attn_indices: Sequence[int] = (), with_cp: bool = False, **kwargs):
         if isinstance(arch, str):
             arch = ARCH_ALIASES.get(arch.lower(), arch)
         if 'out_indices' in kwargs and not isinstance(kwargs['out_indices'], int):
@@ -68,9 +96,66 @@ class DMTViT(VisionTransformer):
         super().__init__(arch, *args, **kwargs)
         self.window_size = int(window_size)
         self.global_attn_indices = {i % self.num_layers for i in global_attn_indices}
+        self.with_cp = bool(with_cp)
         if self.window_size > 0 and self.with_cls_token:
             raise ValueError('windowed attention needs with_cls_token=False (ViTDet has no CLS '
                              'token); the pretrained cls_token is then ignored at load time')
+
+    def _prepare_pos_embed(self, state_dict, prefix, *args, **kwargs):
+        """Drop a checkpoint's CLS position when this model has no CLS token, whatever the
+        two grids are; mmpretrain's hook then resizes the patch grid (bicubic)."""
+        name = prefix + 'pos_embed'
+        if self.cls_token is None and name in state_dict:
+            length = state_dict[name].shape[1]
+            if _is_square(length - 1) and not _is_square(length):
+                state_dict[name] = state_dict[name][:, 1:]
+        super()._prepare_pos_embed(state_dict, prefix, *args, **kwargs)
+
+    def _pretrained_cfg(self):
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        return next((c for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained'),
+                    None)
+
+    def init_weights(self):
+        """mmengine's ``Pretrained`` loading, made strict where it matters: a weight of this
+        backbone that the checkpoint lacks (it would stay randomly initialised) or that has
+        another shape (mmengine would skip it with a warning) is an error. Checkpoint keys
+        the backbone does not use (e.g. ``cls_token`` under ViTDet, the final norm with
+        ``final_norm=False``) are listed in the log."""
+        cfg = self._pretrained_cfg()
+        if cfg is None:
+            return super().init_weights()
+        path = cfg.get('checkpoint')
+        if not path or ('://' not in str(path) and not osp.isfile(osp.expanduser(str(path)))):
+            raise FileNotFoundError(
+                f'the pretrained student checkpoint {path!r} (model.backbone.init_cfg.'
+                'checkpoint) does not exist. Pass a DMT checkpoint or the output of '
+                'tools/model_converters/extract_student.py, e.g. --cfg-options '
+                'model.backbone.init_cfg.checkpoint=PATH')
+        handle = self._register_load_state_dict_pre_hook(
+            lambda state_dict, prefix, *args: self._check_pretrained(state_dict, prefix, path))
+        try:
+            super().init_weights()
+        finally:
+            handle.remove()
+
+    def _check_pretrained(self, state_dict, prefix, path):
+        """Load pre-hook (runs after the pos-embed hook): compare keys and shapes."""
+        own = self.state_dict()
+        ckpt = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        optional = {'ln2.weight', 'ln2.bias'} if self.out_type == 'avg_featmap' else set()
+        missing = sorted(set(own) - set(ckpt) - optional)
+        mismatched = [f'{k}: checkpoint {tuple(ckpt[k].shape)} vs model {tuple(v.shape)}'
+                      for k, v in own.items() if k in ckpt and ckpt[k].shape != v.shape]
+        if missing or mismatched:
+            raise RuntimeError(
+                f'checkpoint {path!r} does not fit this {type(self).__name__} '
+                f'(arch: {self.embed_dims} dims, {self.num_layers} blocks). Missing: '
+                f'{missing or "none"}. Shape mismatches: {mismatched or "none"}. Check the '
+                'arch (vit-tiny/vit-small/vit-base), patch size and init_cfg.prefix.')
+        unused = sorted(set(ckpt) - set(own))
+        if unused:
+            print_log(f'checkpoint keys unused by the backbone: {unused}', logger='current')
 
     def _embed(self, x):
         B = x.shape[0]
@@ -86,13 +171,20 @@ class DMTViT(VisionTransformer):
         return self.window_size > 0 and index not in self.global_attn_indices
 
     def _run_layer(self, index, x, grid):
+        if self.with_cp and self.training and x.requires_grad:
+            return checkpoint(self._layer_forward, index, x, grid, use_reentrant=False)
+        return self._layer_forward(index, x, grid)
+
+    def _layer_forward(self, index, x, grid):
         layer = self.layers[index]
         if not self._windowed(index):
             return layer(x)
         B, N, C = x.shape
         windows, padded = window_partition(layer.ln1(x).view(B, *grid, C), self.window_size)
-        attn = window_unpartition(layer.attn(windows), self.window_size, padded, grid)
-        x = x + attn.view(B, N, C)
+        attn = window_unpartition(_attention_without_drop_path(layer.attn, windows),
+                                  self.window_size, padded, grid)
+        # stochastic depth drops whole images, as in the global blocks, not single windows
+        x = x + layer.attn.out_drop(attn.view(B, N, C))
         return layer.ffn(layer.ln2(x), identity=x)
 
     def forward(self, x):
