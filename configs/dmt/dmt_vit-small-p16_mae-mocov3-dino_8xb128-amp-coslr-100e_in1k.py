@@ -1,0 +1,5 @@
+# Teacher set ablation: DINO in place of iBOT as the hybrid teacher; otherwise identical to
+# dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py.
+_base_ = './dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py'
+
+model = dict(teachers=[{{_base_.mae_teacher}}, {{_base_.mocov3_teacher}}, {{_base_.dino_teacher}}])

@@ -1,0 +1,5 @@
+# Single-teacher baseline: DMT (TFD + SFD) from the mocov3 teacher alone; otherwise identical to
+# dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py.
+_base_ = './dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py'
+
+model = dict(teachers=[{{_base_.mocov3_teacher}}])

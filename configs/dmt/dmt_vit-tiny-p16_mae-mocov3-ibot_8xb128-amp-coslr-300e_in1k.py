@@ -1,0 +1,5 @@
+# DMT: ViT-T/16 student; otherwise identical to the ViT-S/16 config (MAE + MoCo v3 + iBOT
+# ViT-B/16 teachers, TFD + SFD, 300 epochs on ImageNet-1K, 8 GPUs x 128 images, AMP).
+_base_ = './dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-300e_in1k.py'
+
+model = dict(backbone=dict(arch='vit-tiny'))

@@ -1,0 +1,3 @@
+from .dmt import DMT, resize_tokens
+
+__all__ = ['DMT', 'resize_tokens']

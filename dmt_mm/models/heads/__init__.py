@@ -1,0 +1,3 @@
+from .distill_heads import DMTSpatialAdaptor, DMTTokenHead
+
+__all__ = ['DMTTokenHead', 'DMTSpatialAdaptor']
