@@ -43,7 +43,12 @@ def test_main_configs_follow_the_recipe(key):
     assert 20 <= warmup.end <= 40 and cosine.begin == warmup.end and cosine.end == epochs
     assert cfg.train_cfg.max_epochs == epochs
 
-    data = cfg.train_dataloader.dataset
+    wrapper = cfg.train_dataloader.dataset  # per-sample seeded augmentation (exact resume)
+    assert wrapper.type == 'PerSampleSeedDataset'
+    assert cfg.train_dataloader.sampler.type == 'PerSampleSeedSampler'
+    assert 'IterationSeedHook' in [h.type for h in cfg.custom_hooks]
+    assert cfg.randomness.diff_rank_seed is False
+    data = wrapper.dataset
     assert data.type == 'ImageNet' and data.split == 'train' and data.data_root
     crop = [t for t in data.pipeline if t.type == 'RandomResizedCrop'][0]
     assert crop.scale == 224

@@ -109,7 +109,7 @@ custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.datasets.toy_cls', 'dmt_
                                'support_hooks'], allow_failed_imports=False)
 train_dataloader = dict(
     sampler=dict(_delete_=True, type='PerSampleSeedSampler',
-                 sampler=dict(type='DefaultSampler', shuffle=True)),
+                 sampler=dict(type='InfiniteSampler', shuffle=True)),
     dataset=dict(_delete_=True, type='PerSampleSeedDataset',
                  dataset={{{{_base_.train_dataloader.dataset}}}}))
 train_cfg = dict(max_iters=12)

@@ -39,13 +39,16 @@ def merge_args(cfg, args):
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, find_resume_checkpoint(cfg.work_dir)
+    if args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = None if args.resume == 'auto' else args.resume
+    if cfg.get('resume') and not cfg.get('load_from'):
+        # --resume without a path, or `resume = True` in the config: the newest *complete*
+        # checkpoint of the work dir (mmengine would trust `last_checkpoint` blindly)
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
         if cfg.load_from is None:
-            print(f'--resume: no complete checkpoint in {cfg.work_dir}; starting from scratch')
+            print(f'resume: no complete checkpoint in {cfg.work_dir}; starting from scratch')
             cfg.resume = False
-    elif args.resume is not None:
-        cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
             raise KeyError('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` '

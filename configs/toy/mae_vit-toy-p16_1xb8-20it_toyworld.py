@@ -16,7 +16,8 @@ model = dict(
 data_root = 'data/toy_world/'
 train_dataloader = dict(
     batch_size=8, num_workers=0, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # InfiniteSampler: with DefaultSampler mmengine's iteration loop sleeps 2 s per epoch
+    sampler=dict(type='InfiniteSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='ToyWorldImageFolder', data_root=data_root, data_prefix='images/train',

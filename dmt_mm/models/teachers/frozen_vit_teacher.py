@@ -88,8 +88,11 @@ class FrozenViTTeacher(BaseModule):
         self.eval()
 
     def init_weights(self):
-        """Load the teacher's checkpoint (official layouts are converted on the fly)."""
+        """Load the teacher's checkpoint (official layouts are converted on the fly); without
+        one (tests, toy runs) the ViT gets its normal random initialisation."""
         if self.checkpoint is None:
+            self.backbone.init_weights()
+            self.freeze()
             return
         from dmt_mm.utils.checkpoint_formats import load_vit_weights
         load_vit_weights(self.backbone, self.checkpoint, fmt=self.checkpoint_format,
