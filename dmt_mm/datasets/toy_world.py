@@ -8,8 +8,10 @@ One generator writes, from one seed, the same scenes in the formats of the real 
   ``iscrowd=0``);
 * ``seg/{train,val}/*.png`` ADE20K-style label maps: 0 = background ("other", ignored
   with ``reduce_zero_label=True``), ``k`` = shape class ``k-1``;
-* ``cls/{train,val}/<class>/*.png`` an image-folder classification split, one centred
-  object per image (mmpretrain ``CustomDataset`` layout).
+* ``cls/{train,val}/<class>/*.png`` an image-folder classification split, one object per
+  image in its class's (jittered) colour, as in the scenes (mmpretrain ``CustomDataset``
+  layout). With shape as the only cue, 24 images a class stay near chance for a from-scratch
+  toy ViT; the colour makes the split learnable in a CPU minute.
 
 Nothing is downloaded; the output depends only on the arguments.
 """
@@ -188,7 +190,7 @@ def generate_toy_world(root, spec=None):
                 radius = int(rng.integers(size // 5, size // 3))
                 center = tuple(int(v) for v in rng.integers(radius, size - radius, 2))
                 mask = _shape_mask(name, size, center, radius, float(rng.uniform(0, np.pi)))
-                fill = _texture(rng, size, _jitter_color(rng, int(rng.integers(len(CLASSES)))))
+                fill = _texture(rng, size, _jitter_color(rng, class_id))
                 image[mask > 0] = fill[mask > 0]
                 _write_png(osp.join(root, 'cls', split, name, f'{index:04d}.png'), image)
     with open(marker, 'w') as f:

@@ -5,8 +5,9 @@ from .determinism import IterationSeedHook, PerSampleSeedDataset, PerSampleSeedS
 from .hooks import (CheckpointCompatibilityHook, DatasetSanityHook, NonFiniteLossGuardHook,
                     RankConsistencyHook)
 from .optimizers import LayerDecayOptimWrapperConstructor
+from .sync_bn import SyncBNFallbackDDP, convert_sync_bn_if_needed
 
 __all__ = ['ATOMIC_BACKEND', 'AtomicLocalBackend', 'LayerDecayOptimWrapperConstructor',
            'NonFiniteLossGuardHook', 'RankConsistencyHook', 'CheckpointCompatibilityHook',
            'DatasetSanityHook', 'IterationSeedHook', 'PerSampleSeedDataset',
-           'PerSampleSeedSampler']
+           'PerSampleSeedSampler', 'SyncBNFallbackDDP', 'convert_sync_bn_if_needed']

@@ -47,6 +47,8 @@ def setup_cpu_distributed(cfg):
     cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
     cfg.env_cfg.dist_cfg.backend = 'gloo'
     wrapper = ConfigDict(cfg.get('model_wrapper_cfg', None) or dict(type='MMDistributedDataParallel'))
+    if wrapper.type == 'MMDistributedDataParallel':
+        wrapper.type = 'SyncBNFallbackDDP'  # DDP refuses SyncBN layers on CPU
     wrapper.device_ids = None
     wrapper.setdefault('broadcast_buffers', False)
     cfg.model_wrapper_cfg = wrapper
