@@ -19,13 +19,17 @@ Step variants (:data:`VARIANTS`) change one thing at a time on the same model:
   no ``no_grad``; they are not in the optimizer, but the loss backpropagates into them as
   in a straightforward implementation that forgets to freeze them);
 * ``compile``: ``torch.compile`` of the student and teacher ``forward_tokens`` and of the
-  heads.
+  heads;
+* ``merge_groups``: merge the optimizer's param groups that share every setting (mmengine's
+  constructor makes one group per tensor once ``paramwise_cfg`` is set, so a fused / foreach
+  AdamW launches its kernels once per tensor).
 
 AMP and fused kernels that need CUDA fall back to fp32 / what the CPU has; every result
 records the settings actually used.
 """
 import copy
 import gc
+import logging
 import math
 import os
 import resource
@@ -43,6 +47,9 @@ VARIANTS = {
     'optimized': dict(amp='bf16', optimizer='fused', attention='auto', teachers='frozen'),
     'optimized-compile': dict(amp='bf16', optimizer='fused', attention='auto',
                               teachers='frozen', compile=True),
+    # a candidate: one AdamW param group per distinct setting instead of one per tensor
+    'optimized-merged-groups': dict(amp='bf16', optimizer='fused', attention='auto',
+                                    teachers='frozen', merge_groups=True),
     # ablations: the optimized step minus one optimisation
     'optimized-foreach-adamw': dict(amp='bf16', optimizer='foreach', attention='auto',
                                     teachers='frozen'),
@@ -121,14 +128,24 @@ def import_config_modules(cfg):
 
 
 def build_model(cfg, device):
-    from mmengine.logging import MMLogger
     from mmpretrain.registry import MODELS
     import_config_modules(cfg)
-    # the newest MMLogger is mmengine's 'current' one: keep init_weights' per-tensor log quiet
-    MMLogger.get_instance('dmt_benchmark', log_level='WARNING')
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    with quiet_mmengine_log():  # init_weights logs every tensor
+        model = MODELS.build(cfg.model)
+        model.init_weights()
     return model.to(device)
+
+
+@contextmanager
+def quiet_mmengine_log(level=logging.WARNING):
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
 
 
 def input_size(model):
@@ -150,6 +167,7 @@ def resolve_variant(name_or_dict, device) -> Dict:
     """Settings of a variant, with what the device cannot do turned off (and said so)."""
     v = dict(VARIANTS[name_or_dict]) if isinstance(name_or_dict, str) else dict(name_or_dict)
     v.setdefault('compile', False)
+    v.setdefault('merge_groups', False)
     v['name'] = name_or_dict if isinstance(name_or_dict, str) else v.get('name', 'custom')
     notes = []
     cuda = torch.device(device).type == 'cuda'
@@ -161,6 +179,24 @@ def resolve_variant(name_or_dict, device) -> Dict:
     return v
 
 
+def build_variant_optim_wrapper(model, cfg, variant, device):
+    from mmengine.optim import build_optim_wrapper
+    with quiet_mmengine_log():  # the constructor logs every parameter's options
+        ow = build_optim_wrapper(model, optim_wrapper_cfg(cfg, variant, device))
+    if variant.get('merge_groups'):
+        ow.optimizer = merge_param_groups(ow.optimizer)
+    return ow
+
+
+def merge_param_groups(optimizer):
+    """The same optimizer with one param group per distinct set of group settings."""
+    merged = {}
+    for group in optimizer.param_groups:
+        key = repr(sorted((k, v) for k, v in group.items() if k != 'params'))
+        merged.setdefault(key, dict(group, params=[]))['params'].extend(group['params'])
+    return type(optimizer)(list(merged.values()))
+
+
 def optim_wrapper_cfg(cfg, variant, device):
     """The config's optim wrapper with the variant's AMP and AdamW implementation."""
     ow = copy.deepcopy(cfg.optim_wrapper.to_dict() if hasattr(cfg.optim_wrapper, 'to_dict')
@@ -169,7 +205,9 @@ def optim_wrapper_cfg(cfg, variant, device):
     notes = variant['notes']
     amp = variant['amp']
     if amp == 'config' and ow.get('type') == 'AmpOptimWrapper' and not cuda:
-        amp, _ = None, notes.append('config AmpOptimWrapper needs CUDA: fp32 OptimWrapper')
+        amp, note = None, 'config AmpOptimWrapper needs CUDA: fp32 OptimWrapper'
+        if note not in notes:
+            notes.append(note)
     if amp is None:
         ow['type'] = 'OptimWrapper'
         ow.pop('loss_scale', None)
@@ -219,6 +257,16 @@ def _teacher_forward(teacher, mode):
     return forward
 
 
+def make_compilable(module):
+    """mmpretrain gives every block's mmcv ``DropPath`` a numpy float (``np.linspace``);
+    torch.compile traces numpy scalars as tensors, so ``if drop_prob == 0.`` becomes a
+    data-dependent branch: a graph break in every block, then the recompile limit and eager
+    fallback. A Python float of the same value compiles into one graph."""
+    for m in module.modules():
+        if type(getattr(m, 'drop_prob', None)).__module__ == 'numpy':
+            m.drop_prob = float(m.drop_prob)
+
+
 @contextmanager
 def variant_context(model, variant):
     """Apply a variant's teacher mode, attention backend and compilation; undo on exit."""
@@ -238,11 +286,15 @@ def variant_context(model, variant):
                 raise ValueError(f'unknown teacher mode {mode!r}')
             if variant.get('compile'):
                 for vit in [model.backbone] + [t.backbone for t in teachers]:
-                    vit.forward_tokens = torch.compile(vit.forward_tokens)
+                    make_compilable(vit)
+                    # dynamic=False: the student and the teachers share forward_tokens'
+                    # code with other shapes; automatic dynamic shapes would then compile
+                    # shape-generic (slower) kernels instead of one graph per shape
+                    vit.forward_tokens = torch.compile(vit.forward_tokens, dynamic=False)
                     compiled.append(vit)
                 for heads in ('tfd_heads', 'sfd_adaptors'):
                     for head in getattr(model, heads, {}).values():
-                        head.compile()
+                        head.compile(dynamic=False)
             yield
         finally:
             for t in teachers:
@@ -266,7 +318,13 @@ def reset_peak_memory(device):
     if torch.device(device).type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
         return
-    try:  # Linux: reset the process's peak RSS (VmHWM)
+    gc.collect()
+    try:  # glibc keeps freed memory mapped: hand it back first, or the last variant's peak stays
+        import ctypes
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:  # Linux: reset the process's peak RSS (VmHWM) to the current RSS
         with open('/proc/self/clear_refs', 'w') as f:
             f.write('5')
     except OSError:
@@ -344,7 +402,6 @@ def _cleanup(device):
 def run_variant(model, cfg, variant, batch_sizes: Sequence[int], device, iters=20, warmup=5,
                 size=None) -> Dict:
     """Time one variant; on CUDA out-of-memory retry with the next batch size."""
-    from mmengine.optim import build_optim_wrapper
     size = size or input_size(model)
     last_error = None
     for batch_size in batch_sizes:
@@ -352,7 +409,7 @@ def run_variant(model, cfg, variant, batch_sizes: Sequence[int], device, iters=2
         try:
             data = synthetic_batch(batch_size, size, device)
             with variant_context(model, variant):
-                ow = build_optim_wrapper(model, optim_wrapper_cfg(cfg, variant, device))
+                ow = build_variant_optim_wrapper(model, cfg, variant, device)
                 model.train()
                 reset_peak_memory(device)
                 last = {}
@@ -367,7 +424,8 @@ def run_variant(model, cfg, variant, batch_sizes: Sequence[int], device, iters=2
             finite = all(math.isfinite(v) for v in last.values())
             return dict(
                 variant=variant['name'], settings={k: variant[k] for k in (
-                    'amp', 'optimizer', 'attention', 'teachers', 'compile')},
+                    'amp', 'optimizer', 'attention', 'teachers', 'compile', 'merge_groups')},
+                optimizer_param_groups=len(ow.optimizer.param_groups),
                 optim_wrapper=optim_wrapper_cfg(cfg, variant, device),
                 notes=list(variant['notes']), batch_size=batch_size, img_size=list(size),
                 step_time_median_s=timing['median'], step_time_mean_s=timing['mean'],
@@ -381,7 +439,7 @@ def run_variant(model, cfg, variant, batch_sizes: Sequence[int], device, iters=2
         except Exception as exc:  # noqa: BLE001 -- only OOM is retried
             if not _is_oom(exc):
                 raise
-            last_error = exc
+            last_error = RuntimeError(str(exc))  # not exc: its traceback pins the activations
             print(f'[{variant["name"]}] batch {batch_size}: out of memory, trying a smaller '
                   'batch', file=sys.stderr, flush=True)
         finally:
@@ -402,11 +460,10 @@ def measure_parts(model, cfg, variant, batch_size, device, rounds=5, warmup=2, s
     Returns, for wall time (and on CPU also process CPU time), medians, minima and
     ``overhead_ratio`` = median full step / sum of the parts' medians (``overhead_ratio_min``:
     the same with minima, the least noisy estimate on a busy machine)."""
-    from mmengine.optim import build_optim_wrapper
     size = size or input_size(model)
     data = synthetic_batch(batch_size, size, device)
     with variant_context(model, variant):
-        ow = build_optim_wrapper(model, optim_wrapper_cfg(cfg, variant, device))
+        ow = build_variant_optim_wrapper(model, cfg, variant, device)
         model.train()
 
         def full():
@@ -628,6 +685,8 @@ def list_images(paths: Sequence[str]) -> List[str]:
 
 __all__ = ['VARIANTS', 'ABLATIONS', 'PEERS', 'prepare_config', 'build_model', 'input_size',
            'synthetic_batch', 'resolve_variant', 'optim_wrapper_cfg', 'variant_context',
+           'build_variant_optim_wrapper', 'merge_param_groups',
+           'make_compilable',
            'time_calls', 'run_variant', 'measure_parts', 'pipeline_throughput', 'train_pipeline',
            'workers_needed', 'device_info', 'default_peak_tflops', 'mfu', 'list_images',
            'markdown_summary']
@@ -635,8 +694,8 @@ __all__ = ['VARIANTS', 'ABLATIONS', 'PEERS', 'prepare_config', 'build_model', 'i
 
 def markdown_summary(results: Sequence[Dict]) -> str:
     """A Markdown table of benchmark JSON results (what BENCHMARKS.md shows)."""
-    rows = ['| run | variant | batch | images/s | step ms (median) | TFLOP/s | MFU | peak memory |'
-            ' optimized / this |', '|---|---|---|---|---|---|---|---|---|']
+    rows = ['| run | variant | batch | images/s | step ms (median) | step CPU ms | TFLOP/s | MFU |'
+            ' peak memory | optimized / this |', '|---|---|---|---|---|---|---|---|---|---|']
     lines = []
     for res in results:
         hw = res.get('hardware', {})
@@ -648,14 +707,18 @@ def markdown_summary(results: Sequence[Dict]) -> str:
         for v in res['variants']:
             if 'error' in v:
                 rows.append(f'| {res.get("date", "")[:10]} | {v["variant"]} | failed: '
-                            f'{v["error"][:80]} |||||||')
+                            f'{v["error"][:80]} ||||||||')
                 continue
             mfu = '' if v.get('mfu') is None else f'{100 * v["mfu"]:.1f}%'
             tf = '' if v.get('achieved_tflops') is None else f'{v["achieved_tflops"]:.3g}'
             ratio = f'{base["images_per_s"] / v["images_per_s"]:.2f}x' if base else ''
+            cpu = v.get('step_cpu_time_median_s')
+            if cpu and base and base.get('step_cpu_time_median_s'):
+                ratio += f' ({cpu / base["step_cpu_time_median_s"]:.2f}x CPU time)'
+            cpu = f'{1000 * cpu:.1f}' if cpu else ''
             rows.append(f'| {res.get("date", "")[:10]} | {v["variant"]} | {v["batch_size"]} | '
-                        f'{v["images_per_s"]:.1f} | {1000 * v["step_time_median_s"]:.1f} | {tf} | '
-                        f'{mfu} | {v["peak_memory"]["bytes"] / 2 ** 30:.1f} GiB | {ratio} |')
+                        f'{v["images_per_s"]:.1f} | {1000 * v["step_time_median_s"]:.1f} | {cpu} | '
+                        f'{tf} | {mfu} | {v["peak_memory"]["bytes"] / 2 ** 30:.2f} GiB | {ratio} |')
         parts = res.get('parts')
         if parts:
             for clock in ('wall', 'cpu'):

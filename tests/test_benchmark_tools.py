@@ -1,0 +1,303 @@
+"""Benchmark and FLOPs tools (docs/performance.md): FLOPs against hand formulas and a second
+counting library, their scaling with the number of teachers and the image size, the step
+variants (naive peer, fp32 teachers, compile readiness), and the tools end to end on tiny
+models, including the GPU script's dry run with only the pure-Python wheels."""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+from mmengine.config import Config
+
+import dmt_mm.models  # noqa: F401  (registers DMTViT, DMT, teachers)
+from conftest import CONFIGS, REPO, TEST_DATA, run_tool
+from dmt_mm.engine import benchmark as B
+from dmt_mm.utils.flops import count_flops, dmt_flops, mmengine_flops
+from mmpretrain.registry import MODELS
+
+DMT_CONFIG = CONFIGS / 'dmt' / 'dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py'
+TOOLS = REPO / 'tools' / 'analysis_tools'
+
+
+def toy_config(prefix):
+    found = sorted(p for p in (CONFIGS / 'toy').glob(f'{prefix}*.py') if 'ms-test' not in p.name)
+    assert found, f'no configs/toy/{prefix}*.py'
+    return found[0]
+
+
+def tiny_vit(img=64, arch='vit-tiny'):
+    vit = MODELS.build(dict(type='DMTViT', arch=arch, img_size=img, patch_size=16,
+                            out_type='raw'))
+    vit.eval()
+    return vit
+
+
+def vit_hand_flops(n_tokens, dims, depth, n_patches, patch=16, mlp_ratio=4):
+    """2 x multiply-adds of a ViT forward, written out: per block qkv, attention (Q K^T and
+    A V), projection, two MLP layers; plus the patch-embedding convolution."""
+    N, D = n_tokens, dims
+    block = 2 * N * D * 3 * D + 2 * 2 * N * N * D + 2 * N * D * D + 2 * 2 * N * D * mlp_ratio * D
+    return depth * block + 2 * n_patches * (3 * patch * patch) * D
+
+
+def dmt_cfg(k=3, img=32, **kw):
+    cfg = Config.fromfile(str(DMT_CONFIG))
+    return B.prepare_config(cfg, img_size=img, student_arch='vit-tiny', teacher_arch='vit-tiny',
+                            num_teachers=k, random_teachers=True, **kw)
+
+
+# ----------------------------------------------------------------------------- FLOPs
+def test_vit_flops_match_hand_formula_and_mmengine():
+    vit = tiny_vit(64)  # 4x4 patches + CLS
+    x = torch.randn(1, 3, 64, 64)
+    counted = count_flops(vit.forward_tokens, x)
+    assert counted['total'] == vit_hand_flops(17, 192, 12, 16)
+    assert counted['by_op']['bmm'] == 12 * 2 * 2 * 17 * 17 * 192  # attention is counted
+
+    class Tokens(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vit = vit
+
+        def forward(self, inp):
+            return self.vit.forward_tokens(inp)['tokens']
+    mm = mmengine_flops(Tokens(), (x,))  # multiply-adds, also counts layer norms
+    matmuls = sum(v for k, v in mm['by_op'].items() if 'norm' not in k)
+    assert 2 * matmuls == counted['total']
+
+
+def test_flops_scale_with_image_size():
+    """Linear layers see N + 1 tokens, the patch embedding N patches, attention (N + 1)^2."""
+    small = count_flops(tiny_vit(32).forward_tokens, torch.randn(1, 3, 32, 32))['by_op']
+    large = count_flops(tiny_vit(64).forward_tokens, torch.randn(1, 3, 64, 64))['by_op']
+    assert large['addmm'] * 5 == small['addmm'] * 17
+    assert large['convolution'] == 4 * small['convolution']
+    assert large['bmm'] * 25 == small['bmm'] * 17 ** 2
+
+
+def test_dmt_flops_scale_with_teachers():
+    results = {}
+    for k in (1, 2, 4):
+        torch.manual_seed(0)
+        model = B.build_model(dmt_cfg(k), 'cpu')
+        results[k] = dmt_flops(model, (32, 32), counted_train=(k == 2))
+    one = results[1]['teachers_total']
+    assert one == vit_hand_flops(5, 192, 12, 4)
+    for k, r in results.items():
+        assert len(r['teachers']) == k
+        assert r['teachers_total'] == k * one
+        assert r['student'] == results[1]['student']  # the student does not depend on K
+        assert r['heads'] == pytest.approx(k * results[1]['heads'])  # one head pair per teacher
+        assert r['train'] == 3 * (r['student'] + r['heads']) + r['teacher_targets']
+        assert r['params_heads'] > 0 and len(r['params_teachers']) == k
+    # the 3x convention against forward + backward counted op by op on a real step
+    assert results[2]['train_counted'] == pytest.approx(results[2]['train'], rel=0.03)
+
+
+# ----------------------------------------------------------------------------- variants
+def test_optim_wrapper_variants():
+    cfg = Config.fromfile(str(DMT_CONFIG))
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    cpu = B.optim_wrapper_cfg(cfg, B.resolve_variant('config', 'cpu'), 'cpu')
+    assert cpu['type'] == 'OptimWrapper' and 'loss_scale' not in cpu  # AMP needs CUDA
+    gpu = B.optim_wrapper_cfg(cfg, B.resolve_variant('optimized', 'cuda'), 'cuda')
+    assert gpu['type'] == 'AmpOptimWrapper' and gpu['dtype'] == 'bfloat16'
+    assert gpu['loss_scale'] == dict(enabled=False) and gpu['optimizer']['fused'] is True
+    naive = B.optim_wrapper_cfg(cfg, B.resolve_variant('naive', 'cuda'), 'cuda')
+    assert naive['type'] == 'OptimWrapper'
+    assert 'fused' not in naive['optimizer'] and 'foreach' not in naive['optimizer']
+    foreach = B.optim_wrapper_cfg(cfg, B.resolve_variant('optimized-foreach-adamw', 'cuda'),
+                                  'cuda')
+    assert foreach['optimizer']['foreach'] is True and 'fused' not in foreach['optimizer']
+    assert cfg.optim_wrapper.optimizer.get('fused') is None  # the config itself is untouched
+
+
+def test_merged_param_groups_update_like_per_tensor_groups():
+    from mmengine.optim import build_optim_wrapper
+    torch.manual_seed(0)
+    cfg = dmt_cfg(1)
+    model = B.build_model(cfg, 'cpu')
+    variant = B.resolve_variant('optimized-merged-groups', 'cpu')
+    per_tensor = build_optim_wrapper(model, B.optim_wrapper_cfg(cfg, variant, 'cpu')).optimizer
+    merged = B.build_variant_optim_wrapper(model, cfg, variant, 'cpu').optimizer
+    params = [p for g in per_tensor.param_groups for p in g['params']]
+    assert len(per_tensor.param_groups) == len(params) > 2  # mmengine: one group per tensor
+    assert len(merged.param_groups) == 2  # with and without weight decay
+    assert sorted(id(p) for g in merged.param_groups for p in g['params']) == sorted(map(id, params))
+    start = [p.detach().clone() for p in params]
+    grads = [torch.randn_like(p) for p in params]
+    results = []
+    for opt in (per_tensor, merged):
+        with torch.no_grad():
+            for p, s in zip(params, start):
+                p.copy_(s)
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+        results.append([p.detach().clone() for p in params])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert any(not torch.equal(a, s) for a, s in zip(results[0], start))
+
+
+def test_autocast_disabled_inside():
+    lin = torch.nn.Linear(4, 4)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert lin(torch.randn(2, 4)).dtype == torch.bfloat16
+    with B._autocast_disabled(), torch.autocast('cpu', dtype=torch.bfloat16):
+        assert lin(torch.randn(2, 4)).dtype == torch.float32
+    assert torch.autocast is not None and torch.autocast.__name__ == 'autocast'
+
+
+def test_naive_teachers_get_gradients_frozen_ones_do_not():
+    from mmengine.optim import build_optim_wrapper
+    torch.manual_seed(0)
+    cfg = dmt_cfg(2)
+    model = B.build_model(cfg, 'cpu')
+    data = B.synthetic_batch(2, (32, 32), 'cpu')
+    teacher_params = lambda: [p for t in model.teachers for p in t.backbone.parameters()]  # noqa
+    for mode, expect_grads in (('frozen', False), ('naive', True), ('fp32', False)):
+        variant = B.resolve_variant(dict(amp=None, optimizer='default', attention='math',
+                                         teachers=mode, name=mode), 'cpu')
+        with B.variant_context(model, variant):
+            ow = build_optim_wrapper(model, B.optim_wrapper_cfg(cfg, variant, 'cpu'))
+            log = model.train_step(data, ow)
+            assert torch.isfinite(log['loss'])
+            got = [p.grad is not None for p in teacher_params()]
+            assert all(got) if expect_grads else not any(got), mode
+        # restored: frozen again, no gradients kept, the class forward back
+        assert not any(p.requires_grad for p in teacher_params())
+        assert all(p.grad is None for p in teacher_params())
+        assert all('forward' not in t.__dict__ for t in model.teachers)
+    # teacher weights never reach the optimizer
+    assert not {id(p) for p in teacher_params()} & {
+        id(p) for g in ow.optimizer.param_groups for p in g['params']}
+
+
+def test_make_compilable_removes_graph_breaks():
+    vit = tiny_vit(32)
+    vit.train()
+    x = torch.randn(2, 3, 32, 32)
+    B.make_compilable(vit)
+    assert all(type(m.drop_prob) is float for m in vit.modules() if hasattr(m, 'drop_prob'))
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(vit.forward_tokens)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
+def test_measure_parts_and_timing_fields():
+    torch.manual_seed(0)
+    cfg = dmt_cfg(2)
+    model = B.build_model(cfg, 'cpu')
+    variant = B.resolve_variant('optimized', 'cpu')
+    parts = B.measure_parts(model, cfg, variant, 2, 'cpu', rounds=2, warmup=1)
+    for clock in ('wall', 'cpu'):
+        med = parts[clock]['median_s']
+        assert set(med) == {'full', 'preprocess', 'teachers', 'student', 'heads', 'optimizer'}
+        assert all(v > 0 for v in med.values())
+        assert parts[clock]['sum_of_parts_s'] == pytest.approx(
+            sum(v for k, v in med.items() if k != 'full'))
+        assert parts[clock]['overhead_ratio'] == pytest.approx(
+            med['full'] / parts[clock]['sum_of_parts_s'])
+    assert all(p.grad is None for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- tools
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_tool_with_naive_peer_and_pipeline(tmp_path):
+    out = tmp_path / 'bench.json'
+    tool = load_tool('benchmark_pretrain')
+    res = tool.main([str(toy_config('dmt_')), '--batch-size', '4', '--iters', '2',
+                     '--warmup', '1', '--peer', 'naive', '--peak-tflops', '0.1',
+                     '--pipeline', str(TEST_DATA / 'coco_real_mini' / 'images'),
+                     '--pipeline-images', '4', '--out', str(out)])
+    saved = json.loads(out.read_text())
+    assert saved['ratios'] == pytest.approx(res['ratios'])
+    names = [v['variant'] for v in saved['variants']]
+    assert names == ['optimized', 'naive']
+    flops = saved['flops']
+    assert flops['train'] == 3 * (flops['student'] + flops['heads']) + flops['teacher_targets']
+    for v in saved['variants']:
+        assert v['batch_size'] == 4 and v['losses_finite']
+        assert v['images_per_s'] == pytest.approx(4 / v['step_time_median_s'])
+        assert v['images_per_s'] > 0 and v['images_per_s_wall'] > 0
+        assert v['mfu'] == pytest.approx(flops['train'] * v['images_per_s'] / 0.1e12)
+        assert v['peak_memory']['bytes'] > 0
+    assert saved['variants'][1]['settings'] == dict(amp=None, optimizer='default',
+                                                    attention='math', teachers='naive',
+                                                    compile=False, merge_groups=False)
+    assert saved['ratios']['optimized/naive'] == pytest.approx(
+        saved['variants'][0]['images_per_s'] / saved['variants'][1]['images_per_s'])
+    pipe = saved['pipeline']
+    assert pipe['images_per_s_per_worker'] > 0 and pipe['output_shape'] == [3, 64, 64]
+    assert pipe['workers_needed'] >= 1
+    table = tool.main(['--summarize', str(out)])
+    assert '| optimized |' in table and '| naive |' in table
+
+
+def test_get_flops_tool(tmp_path):
+    tool = load_tool('get_flops')
+    out = tool.main([str(DMT_CONFIG), '--random-teachers', '--shape', '64',
+                     '--cfg-options', 'model.backbone.arch=vit-tiny',
+                     'model.backbone.img_size=64', '--out', str(tmp_path / 'f.json')])
+    assert out['backbone'] == vit_hand_flops(17, 192, 12, 16)
+    assert set(out['teachers']) == {'mae', 'mocov3', 'ibot'}
+    vit_b = vit_hand_flops(17, 768, 12, 16)
+    assert all(t['flops'] == vit_b for t in out['teachers'].values())
+    assert all(t['params'] > 85e6 for t in out['teachers'].values())
+    assert out['dmt']['teachers_total'] == 3 * vit_b
+    assert out['params_total'] < 30e6  # frozen teachers are not the model's parameters
+    mm = tool.main([str(toy_config('upernet_vit-toy')), '--counter', 'mmengine'])
+    torch_count = tool.main([str(toy_config('upernet_vit-toy'))])
+    assert 'teachers' not in torch_count and torch_count['backbone'] > 0
+    # mmengine also counts layer norms: a little more, never less
+    assert torch_count['backbone'] <= mm['backbone'] <= 1.02 * torch_count['backbone']
+
+
+def test_gpu_script_dry_run_with_wheels_only(tmp_path):
+    """The GPU script on CPU at tiny sizes, with mmengine/mmpretrain/mmcv-lite from the
+    prepared wheels, mmdet/mmseg made unimportable, and the pkg_resources stand-in."""
+    wheels = sorted((REPO / '.whl').glob('*.whl')) if (REPO / '.whl').is_dir() else []
+    pure = [str(w) for w in wheels if 'none-any' in w.name]
+    if not any('mmcv_lite' in w for w in pure) or shutil.which('timeout') is None:
+        pytest.skip('.whl/ with the pure-Python wheels (mmcv_lite, mmengine, mmpretrain) is '
+                    'absent: the GPU dry run needs them')
+    blocker = tmp_path / 'blocker'
+    blocker.mkdir()
+    (blocker / 'sitecustomize.py').write_text(
+        'import importlib.abc, sys\n'
+        'class _Block(importlib.abc.MetaPathFinder):\n'
+        '    def find_spec(self, name, path, target=None):\n'
+        '        if name.split(".")[0] in ("mmdet", "mmseg"):\n'
+        '            raise ModuleNotFoundError(f"No module named {name!r}")\n'
+        'sys.meta_path.insert(0, _Block())\n')
+    out = tmp_path / 'out'
+    env = dict(os.environ, OUT=str(out), PY=str(REPO / '.venv' / 'bin' / 'python')
+               if (REPO / '.venv' / 'bin' / 'python').exists() else 'python3',
+               DMT_BENCH_SITE=str(tmp_path / 'site'), DMT_BENCH_WHEELS=' '.join(pure),
+               DMT_BENCH_PKG_SHIM='force', DMT_BENCH_PYTHONPATH=str(blocker),
+               DMT_BENCH_QUICK='1', DMT_BENCH_COMPILE='0', OMP_NUM_THREADS='2')
+    env.pop('PYTHONPATH', None)
+    proc = subprocess.run(['bash', str(TOOLS / 'gpu_benchmark.sh')], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=900)
+    log = proc.stdout
+    assert proc.returncode == 0, log[-4000:]
+    assert str(tmp_path / 'site') + '/mmengine' in log  # the wheels' copies were used
+    assert "loaded: []" in log  # no mmdet, mmseg or compiled mmcv ops
+    res = json.loads((out / 'bench.json').read_text())
+    assert res['heavy_modules_loaded'] == []
+    names = {v['variant'] for v in res['variants'] if 'error' not in v}
+    assert {'optimized', 'config', 'naive', 'naive-nograd'} <= names
+    assert res['parts']['wall']['overhead_ratio'] > 0
+    assert (out / 'summary.md').read_text().count('| optimized |') == 1
