@@ -133,7 +133,7 @@ def _last_json_log(work_dir):
 
 @pytest.mark.parametrize('config,metric,extra', [
     ('mae_vit-toy-p16_1xb8-20it_toyworld.py', None, ['train_cfg.max_iters=4']),
-    ('cascade-mask-rcnn_vit-toy-simplefpn_1xb4-40it_toyworld.py', 'coco/bbox_mAP',
+    ('cascade-mask-rcnn_vit-toy-simplefpn_1xb4-300it_toyworld.py', 'coco/bbox_mAP',
      ['train_cfg.max_iters=4', 'train_cfg.val_interval=4']),
     ('upernet_vit-toy-f2p_1xb4-120it_toyworld-128x128.py', 'mIoU',
      ['train_cfg.max_iters=4', 'train_cfg.val_interval=4']),

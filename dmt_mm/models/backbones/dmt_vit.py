@@ -131,7 +131,8 @@ class DMTViT(VisionTransformer):
                 f'the pretrained student checkpoint {path!r} (model.backbone.init_cfg.'
                 'checkpoint) does not exist. Pass a DMT checkpoint or the output of '
                 'tools/model_converters/extract_student.py, e.g. --cfg-options '
-                'model.backbone.init_cfg.checkpoint=PATH')
+                'model.backbone.init_cfg.checkpoint=PATH (or model.backbone.init_cfg=None to '
+                'train from scratch)')
         handle = self._register_load_state_dict_pre_hook(
             lambda state_dict, prefix, *args: self._check_pretrained(state_dict, prefix, path))
         try:

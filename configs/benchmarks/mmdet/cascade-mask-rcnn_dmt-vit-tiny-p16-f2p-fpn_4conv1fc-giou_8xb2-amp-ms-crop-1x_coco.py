@@ -1,0 +1,16 @@
+# DMT ViT-Tiny/16 student on COCO, iBOT/BEiT protocol: Cascade Mask R-CNN, pyramid from blocks
+# 4/6/8/12 + FPN, multi-scale + crop training, 1x, batch 16 (8 GPUs x 2), layer decay 0.75.
+# Set the student checkpoint with
+#   --cfg-options model.backbone.init_cfg.checkpoint=PATH
+# (a DMT checkpoint or tools/model_converters/extract_student.py output). See
+# docs/detection.md.
+_base_ = './_base_/cascade-mask-rcnn_dmt-vit-p16-f2p-fpn_4conv1fc-giou_8xb2-amp-ms-crop-1x_coco.py'
+
+model = dict(
+    backbone=dict(arch='vit-tiny', drop_path_rate=0.1,
+                  init_cfg=dict(checkpoint='checkpoints/dmt_vit-tiny-p16_student.pth')),
+    neck=[
+        dict(type='mmseg.Feature2Pyramid', embed_dim=192, rescales=[4, 2, 1, 0.5],
+             norm_cfg=dict(type='SyncBN', requires_grad=True)),
+        dict(type='FPN', in_channels=[192] * 4, out_channels=256, num_outs=5),
+    ])
