@@ -8,7 +8,7 @@ import importlib
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope, init_default_scope
+from mmengine.registry import DefaultScope
 
 from conftest import CONFIGS, rel
 
@@ -22,11 +22,11 @@ def build_model_from(cfg):
     assert scope in ('mmpretrain', 'mmdet', 'mmseg'), f'config sets default_scope={scope!r}'
     importlib.import_module({'mmpretrain': 'mmpretrain.models', 'mmdet': 'mmdet.models',
                              'mmseg': 'mmseg.models'}[scope])
-    init_default_scope(scope)
-    registry = DefaultScope.get_current_instance()
-    assert registry.scope_name == scope
     from mmengine.registry import MODELS
-    with MODELS.switch_scope_and_registry(scope) as models, torch.device('meta'):
+    # overwrite (not init) the default scope, so later tests in this process are unaffected
+    with DefaultScope.overwrite_default_scope(scope), \
+            MODELS.switch_scope_and_registry(scope) as models, torch.device('meta'):
+        assert DefaultScope.get_current_instance().scope_name == scope
         return models.build(cfg.model)
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
+from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
 
@@ -51,7 +52,10 @@ class FrozenViTTeacher(BaseModule):
         backbone = dict(backbone)
         backbone.setdefault('type', 'DMTViT')
         backbone.setdefault('out_type', 'raw')
-        self._frozen = [MODELS.build(backbone)]  # a list: invisible to the module tree
+        # a list: invisible to the module tree; built in mmpretrain's scope whatever the
+        # caller's default scope is (e.g. a tool or test that last used mmdet or mmseg)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            self._frozen = [MODELS.build(backbone)]
         self.name = name
         self.checkpoint = checkpoint
         self.checkpoint_format = checkpoint_format
