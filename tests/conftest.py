@@ -55,3 +55,14 @@ def small_toy_world(tmp_path_factory):
 
 def rel(path):
     return osp.relpath(path, REPO)
+
+
+@pytest.fixture(autouse=True)
+def _restore_default_scope():
+    """Tests that call mmengine's ``init_default_scope`` must not change the scope later
+    tests build in (it is process-global): restore the scope instances after each test."""
+    from mmengine.registry import DefaultScope
+    saved = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)
