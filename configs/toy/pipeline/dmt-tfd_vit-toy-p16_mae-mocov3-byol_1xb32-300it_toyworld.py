@@ -1,0 +1,6 @@
+# Baseline of the miniature study: token fusion distillation only (no SFD), three teachers.
+_base_ = ['./dmt_vit-toy-p16_mae-mocov3-byol_1xb32-300it_toyworld.py']
+custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.datasets.toy_cls'],
+                      allow_failed_imports=False)
+
+model = dict(sfd=None)

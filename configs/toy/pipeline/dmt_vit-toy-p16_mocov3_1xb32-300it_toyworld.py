@@ -1,0 +1,9 @@
+# Baseline of the miniature study: DMT with one teacher (K = 1), the MoCo v3 toy teacher, with
+# everything else as in the three-teacher config (TFD + SFD, same student and schedule).
+_base_ = ['./dmt_vit-toy-p16_mae-mocov3-byol_1xb32-300it_toyworld.py']
+custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.datasets.toy_cls'],
+                      allow_failed_imports=False)
+
+model = dict(teachers=[_base_.model.teachers[1]],
+             teacher_checkpoints=dict(
+                 _delete_=True, mocov3=_base_.model.teacher_checkpoints['mocov3']))

@@ -1,0 +1,345 @@
+"""The miniature study (tools/run_pipeline.py): stage runner and resume, results table,
+PCA picture, and a shortened run of the whole pipeline end to end."""
+import csv
+import json
+import math
+import os
+import os.path as osp
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TOOLS, run_tool
+
+from dmt_mm.pipeline.results import (ResultsError, Run, aggregate, build_results,
+                                     check_row_values, collect_runs, pretrain_seconds,
+                                     task_values)
+from dmt_mm.pipeline.runner import MARKER, StageError, StageRunner, command, read_marker
+from dmt_mm.pipeline.runner import Stage as S
+
+PY = sys.executable
+
+
+# ---------------------------------------------------------------- stage runner
+def _write(path, text):
+    return [PY, '-c', f'open({str(path)!r}, "a").write({text!r})']
+
+
+def _stages(root, fail=False, n_iters='3'):
+    a = S('a', 'first', [command(_write(osp.join(root, 'a', 'out.txt'), 'A'))],
+          outputs=['out.txt'])
+    b_cmd = [PY, '-c', 'import sys; print("Iter(train) [ 1/3]  loss: 0.5"); sys.exit(3)'] \
+        if fail else _write(osp.join(root, 'b', 'out.txt'), n_iters)
+    b = S('b', 'second', [command(b_cmd)], deps=['a'], outputs=['out.txt'])
+    c = S('c', 'third', [command(func=lambda d: open(osp.join(d, 'c.txt'), 'w').write('C'))],
+          deps=['b'], outputs=['c.txt'], spec=dict(n=n_iters))
+    return [a, b, c]
+
+
+def test_runner_runs_skips_and_marks_last(tmp_path):
+    lines = []
+    runner = StageRunner(str(tmp_path), print_fn=lines.append)
+    markers = runner.run(_stages(str(tmp_path)))
+    assert [m['stage'] for m in markers.values()] == ['a', 'b', 'c']
+    assert open(tmp_path / 'b' / 'out.txt').read() == '3'
+    assert any(line.startswith('[2/3] b: done in') for line in lines)
+    assert 'python' in open(tmp_path / 'a' / 'stage.log').read()  # the command is logged
+
+    lines.clear()
+    runner.run(_stages(str(tmp_path)))
+    assert all('skipped' in line for line in lines), lines
+    assert open(tmp_path / 'a' / 'out.txt').read() == 'A'  # not appended twice
+
+
+def test_interrupted_stage_restarts_from_an_empty_folder(tmp_path):
+    runner = StageRunner(str(tmp_path), print_fn=lambda s: None)
+    runner.run(_stages(str(tmp_path)))
+    os.remove(tmp_path / 'b' / MARKER)  # as if killed before the marker was written
+    (tmp_path / 'b' / 'half_written.pth').write_text('x')
+    lines = []
+    StageRunner(str(tmp_path), print_fn=lines.append).run(_stages(str(tmp_path)))
+    assert not (tmp_path / 'b' / 'half_written.pth').exists()
+    assert open(tmp_path / 'b' / 'out.txt').read() == '3'  # rewritten once, not appended
+    assert any('stopped inside it' in line for line in lines)
+    # b was redone, so c (which depends on it) is redone too; a is kept
+    assert any(line.startswith('[1/3] a: done earlier') for line in lines)
+    assert any(line.startswith('[3/3] c: redoing it') for line in lines)
+
+
+def test_changed_stage_is_redone_with_everything_after_it(tmp_path):
+    runner = StageRunner(str(tmp_path), print_fn=lambda s: None)
+    runner.run(_stages(str(tmp_path)))
+    first_a = read_marker(str(tmp_path / 'a'))
+    lines = []
+    StageRunner(str(tmp_path), print_fn=lines.append).run(_stages(str(tmp_path), n_iters='5'))
+    assert read_marker(str(tmp_path / 'a')) == first_a
+    assert open(tmp_path / 'b' / 'out.txt').read() == '5'
+    assert sum('redoing it' in line for line in lines) == 2
+
+
+def test_failure_names_stage_and_log_and_writes_no_marker(tmp_path):
+    runner = StageRunner(str(tmp_path), print_fn=lambda s: None)
+    with pytest.raises(StageError, match=r"stage 'b' failed.*exited with 3") as info:
+        runner.run(_stages(str(tmp_path), fail=True))
+    assert 'Iter(train) [ 1/3]' in str(info.value)  # the log tail is in the message
+    assert read_marker(str(tmp_path / 'b')) is None
+    assert read_marker(str(tmp_path / 'a')) is not None
+    runner.run(_stages(str(tmp_path)))  # fixed: b and c run, a is kept
+    assert read_marker(str(tmp_path / 'c')) is not None
+
+
+def test_missing_output_is_an_error(tmp_path):
+    stage = S('x', 'writes nothing', [command([PY, '-c', 'pass'])], outputs=['result.json'])
+    with pytest.raises(StageError, match=r"did not write \['result.json'\]"):
+        StageRunner(str(tmp_path), print_fn=lambda s: None).run([stage])
+
+
+def test_progress_lines():
+    assert StageRunner._progress('Iter(train) [ 40/300]  lr: 1e-3  loss: 0.4123  x') == \
+        'train iter 40/300, loss 0.4123'
+    assert StageRunner._progress('Epoch(train) [3][5/9]  lr: 1  loss: 1.79') == \
+        'train epoch 3, iter 5/9, loss 1.79'
+    assert StageRunner._progress('loading annotations') is None
+
+
+# ---------------------------------------------------------------- results
+def _scalars(work_dir, records, stamp='20260101_000000'):
+    folder = osp.join(work_dir, stamp, 'vis_data')
+    os.makedirs(folder, exist_ok=True)
+    with open(osp.join(folder, 'scalars.json'), 'a') as f:
+        for rec in records:
+            f.write(json.dumps(rec) + '\n')
+
+
+def test_pretrain_seconds_and_metrics_by_hand(tmp_path):
+    wd = str(tmp_path / 'pre')
+    _scalars(wd, [dict(lr=1e-3, loss=1.0, time=0.5, iter=10, step=10),
+                  dict(lr=1e-3, loss=0.5, time=0.7, iter=20, step=20),
+                  dict(data_time=0.1, time=9.0, step=20)])  # an evaluation record: ignored
+    assert pretrain_seconds(wd) == pytest.approx((0.5 + 0.7) / 2 * 20)
+
+    assert task_values('det', {'coco/bbox_mAP': 0.123, 'coco/segm_mAP': 0.045})[0] == \
+        pytest.approx({'ap_box': 12.3, 'ap_mask': 4.5})
+    values, notes = task_values('det', {})  # CocoMetric found no detections at all
+    assert values == {'ap_box': 0.0, 'ap_mask': 0.0} and 'no detections' in notes[0]
+    assert task_values('seg', {'mIoU': 55.5, 'aAcc': 90})[0] == {'miou': 55.5}
+    assert task_values('cls', {'accuracy/top1': 62.5})[0] == {'top1': 62.5}
+    with pytest.raises(ResultsError, match='without mIoU'):
+        task_values('seg', {'aAcc': 90})
+
+
+def test_table_mean_std_over_seeds(tmp_path):
+    runs = []
+    for seed, top1, miou in ((0, 50.0, 60.0), (1, 60.0, 62.0), (2, 70.0, 64.0)):
+        for task, metrics in (('cls', {'accuracy/top1': top1}), ('seg', {'mIoU': miou})):
+            wd = tmp_path / f'{task}{seed}'
+            wd.mkdir()
+            (wd / 'test_metrics.json').write_text(json.dumps(metrics))
+            runs.append(Run('DMT', task, str(wd), seed, dict(teachers='A + B')))
+    wd = tmp_path / 'scratch'
+    _scalars(str(wd), [{'accuracy/top1': 40.0, 'step': 3}])  # evaluation logged in training
+    runs.append(Run('scratch', 'cls', str(wd), 0))
+    rows = aggregate(collect_runs(runs))
+    dmt = rows[0]['columns']
+    assert dmt['top1']['mean'] == pytest.approx(60.0)
+    assert dmt['top1']['std'] == pytest.approx(10.0)  # sample std of 50, 60, 70
+    assert dmt['miou']['std'] == pytest.approx(2.0)
+    assert rows[1]['columns']['top1'] == dict(mean=40.0, std=None, n=1, values=[40.0])
+
+    out = build_results(runs, str(tmp_path), title='T', notes=['a note'])
+    md = out['markdown']
+    assert '| DMT | A + B | 60.0 ± 10.0 | - | - | 62.0 ± 2.0 | - |' in md
+    assert '| scratch |  | 40.0 | - | - | - | - |' in md and '- a note' in md
+    with open(out['paths']['csv']) as f:
+        line = next(csv.DictReader(f))
+    assert float(line['top1']) == 60.0 and float(line['top1_std']) == 10.0
+    assert line['top1_n'] == '3' and line['ap_box'] == ''
+
+
+def test_out_of_range_metrics_are_refused(tmp_path):
+    (tmp_path / 'test_metrics.json').write_text(json.dumps({'mIoU': float('nan')}))
+    rows = aggregate(collect_runs([Run('m', 'seg', str(tmp_path))]))
+    assert check_row_values(rows)
+    with pytest.raises(ResultsError, match='out of range'):
+        build_results([Run('m', 'seg', str(tmp_path))], str(tmp_path))
+
+
+def test_collect_results_tool(tmp_path):
+    wd = tmp_path / 'cls'
+    wd.mkdir()
+    (wd / 'test_metrics.json').write_text(json.dumps({'accuracy/top1': 75.0}))
+    out = tmp_path / 'out'
+    proc = run_tool([TOOLS / 'analysis_tools' / 'collect_results.py', '--run', 'MAE', 'cls',
+                     wd, '--out-dir', out, '--title', 'Mine'], cwd=tmp_path)
+    assert '| MAE |  | 75.0 |' in proc.stdout
+    assert (out / 'results.md').read_text().startswith('# Mine')
+    proc = run_tool([TOOLS / 'analysis_tools' / 'collect_results.py', '--run', 'MAE', 'cls',
+                     tmp_path / 'nowhere'], cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and 'does not exist' in proc.stdout
+
+
+# ---------------------------------------------------------------- PCA picture
+def test_pca_rgb_recovers_a_two_part_image():
+    """Tokens of the left and right halves differ along one direction: the first component
+    (red channel) separates them, and the map is in [0, 1]."""
+    from dmt_mm.pipeline.features import pca_rgb
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(6, 6, 32, generator=g) * 0.05
+    feats[:, :3, 0] += 3.0
+    rgb = pca_rgb([feats])[0]
+    assert rgb.shape == (6, 6, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    left, right = rgb[:, :3, 0].mean(), rgb[:, 3:, 0].mean()
+    assert abs(left - right) > 0.8
+
+
+def test_visualize_features_tool(tmp_path):
+    """An official-layout teacher file and a student file -> one PNG, one column each."""
+    from dmt_mm.models.backbones import DMTViT
+    from dmt_mm.pipeline.features import default_images
+    from dmt_mm.utils.checkpoint_formats import save_backbone_checkpoint
+    from dmt_mm.utils.official_export import official_checkpoint, save_official
+    arch = dict(embed_dims=48, num_layers=2, num_heads=3, feedforward_channels=96)
+    torch.manual_seed(0)
+    teacher = DMTViT(arch=arch, img_size=32, patch_size=8)
+    save_official(official_checkpoint('mae', teacher.state_dict()), str(tmp_path / 't.pth'))
+    student = DMTViT(arch=dict(arch, num_heads=2), img_size=32, patch_size=16)
+    save_backbone_checkpoint(student.state_dict(), str(tmp_path / 's.pth'))
+    images = default_images()
+    assert len(images) >= 3 and all(osp.isfile(p) for p in images)
+    out = tmp_path / 'pca.png'
+    proc = run_tool([TOOLS / 'analysis_tools' / 'visualize_features.py', '--model', 'T',
+                     tmp_path / 't.pth', '--model', 'S', tmp_path / 's.pth', '--num-heads',
+                     'T=3', 'S=2', '--images', images[0], '--size', '64', '--out', out],
+                    cwd=tmp_path)
+    assert 'T: 8x8 tokens' in proc.stdout and 'S: 4x4 tokens' in proc.stdout
+    import matplotlib.image as mpimg
+    assert mpimg.imread(str(out)).shape[1] > mpimg.imread(str(out)).shape[0]  # 3 columns
+
+
+# ---------------------------------------------------------------- the whole study
+@pytest.fixture(scope='module')
+def quick_study(tmp_path_factory):
+    """tools/run_pipeline.py --quick: every stage, a few iterations each."""
+    root = tmp_path_factory.mktemp('pipeline')
+    proc = run_tool([TOOLS / 'run_pipeline.py', '--quick', '--work-dir', root], cwd=root,
+                    timeout=1200)
+    return root, proc
+
+
+@pytest.mark.slow
+def test_quick_study_writes_every_artifact_with_numbers_in_range(quick_study):
+    root, proc = quick_study
+    for i, name in enumerate(['data', 'teacher_mae', 'teacher_mocov3', 'teacher_byol', 'dmt',
+                              'extract_dmt', 'det_dmt', 'seg_dmt', 'cls_dmt', 'results'], 1):
+        assert f'[{i}/10] {name}: done in' in proc.stdout
+        assert read_marker(str(root / name)) is not None
+    results = root / 'results'
+    for name in ('results.md', 'results.csv', 'loss_pretraining.png', 'loss_transfer.png',
+                 'pca_features.png', 'runs.json'):
+        assert (results / name).stat().st_size > 0, name
+    with open(results / 'results.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [r['method'] for r in rows] == ['DMT (TFD + SFD)']
+    for key, hi in (('top1', 100), ('ap_box', 100), ('ap_mask', 100), ('miou', 100),
+                    ('pretrain_s', math.inf)):
+        value = float(rows[0][key])
+        assert math.isfinite(value) and 0 <= value <= hi, (key, value)
+    assert float(rows[0]['pretrain_s']) > 0
+    assert 'DMT (TFD + SFD) | MAE + MoCo v3 + BYOL' in (results / 'results.md').read_text()
+    import matplotlib.image as mpimg
+    assert mpimg.imread(str(results / 'pca_features.png')).ndim == 3
+
+
+@pytest.mark.slow
+def test_quick_study_teachers_are_official_files_loaded_by_the_real_path(quick_study):
+    """The teacher files have the official layouts, unsigned like downloads, and the DMT
+    stage's log shows each loaded through checkpoint_format='auto'."""
+    from dmt_mm.utils.checkpoint_formats import convert_vit_state_dict
+    from dmt_mm.utils.safe_load import is_signed, safe_torch_load
+    root, _ = quick_study
+    expected = {'teacher_mae/mae_pretrain_vit_toy.pth': ('mae', 'model'),
+                'teacher_mocov3/mocov3_vit-toy-p8.pth.tar': ('mocov3', 'state_dict'),
+                'teacher_byol/byol_vittoy16_pretrain_full_checkpoint.pth': ('dino', 'teacher')}
+    log = (root / 'dmt' / 'stage.log').read_text()
+    for rel, (fmt, container) in expected.items():
+        path = str(root / rel)
+        assert not is_signed(path)
+        ckpt = safe_torch_load(path)
+        assert container in ckpt
+        assert convert_vit_state_dict(ckpt).fmt == fmt
+        assert f'loaded ViT weights from {osp.basename(path)}: {fmt} layout' in log
+    student = torch.load(str(root / 'extract_dmt' / 'student_vit-toy-p16.pth'),
+                         weights_only=True)
+    assert all(k.startswith('backbone.') for k in student['state_dict'])
+
+
+@pytest.mark.slow
+def test_quick_study_resumes(quick_study):
+    """A rerun skips every finished stage; an interrupted stage restarts from scratch."""
+    root, _ = quick_study
+    os.remove(root / 'results' / MARKER)
+    (root / 'results' / 'stale.txt').write_text('from a killed run')
+    proc = run_tool([TOOLS / 'run_pipeline.py', '--quick', '--work-dir', root], cwd=root)
+    skipped = [line for line in proc.stdout.splitlines() if 'done earlier' in line]
+    assert len(skipped) == 9
+    assert '[10/10] results: an earlier run stopped inside it' in proc.stdout
+    assert not (root / 'results' / 'stale.txt').exists()
+    assert (root / 'results' / 'results.md').exists()
+
+
+def test_options_are_checked():
+    from dmt_mm.pipeline.study import Study, StudyOptions
+    with pytest.raises(ValueError, match='unknown length overrides'):
+        Study(StudyOptions(overrides=dict(det_iterations=3)))
+    with pytest.raises(ValueError, match='at least 1'):
+        Study(StudyOptions(seeds=0))
+    study = Study(StudyOptions(with_baselines=True, seeds=2, profile='quick'))
+    names = [s.name for s in study.stages()]
+    assert names[:4] == ['data', 'teacher_mae', 'teacher_mocov3', 'teacher_byol']
+    assert {'dmt', 'dmt_s1', 'cls_scratch_s1', 'det_dmt_sfd', 'extract_dmt_mae_s1'} <= \
+        set(names)
+    assert 'scratch' not in names and 'extract_scratch' not in names  # nothing to pretrain
+    # 6 pretrained methods x 2 seeds x (pretrain + extract + 3 transfers) + 2 x 3 scratch
+    assert len(names) == 4 + 6 * 2 * 5 + 2 * 3 + 1
+    assert np.unique(names).size == len(names)
+
+
+def test_default_lengths_are_the_configs_own():
+    """The default run passes its lengths explicitly; they equal the configs' values, so
+    `tools/train.py <pipeline config>` by hand reproduces a stage."""
+    from mmengine.config import Config
+
+    from dmt_mm.pipeline.study import (METHODS, PIPELINE_CONFIGS, PROFILES, TEACHERS,
+                                       TRANSFER)
+    lengths = PROFILES['default']
+
+    def cfg(name):
+        return Config.fromfile(osp.join(PIPELINE_CONFIGS, name))
+
+    for t in TEACHERS:
+        assert cfg(t['config']).train_cfg.max_iters == lengths['teacher_iters'], t['config']
+    for m in METHODS.values():
+        if m['config']:
+            assert cfg(m['config']).train_cfg.max_iters == lengths['dmt_iters'], m['config']
+    for task, spec in TRANSFER.items():
+        c = cfg(spec['config'])
+        if spec['by'] == 'iters':
+            assert c.train_cfg.max_iters == lengths[f'{task}_iters']
+        else:
+            assert c.train_cfg.max_epochs == lengths[f'{task}_epochs']
+
+
+def test_config_digest_follows_local_bases(tmp_path):
+    """Editing any config a stage inherits from changes the stage's signature."""
+    from dmt_mm.pipeline.study import config_digest
+    (tmp_path / 'sub').mkdir()
+    (tmp_path / 'grand.py').write_text('a = 1\n')
+    (tmp_path / 'sub' / 'parent.py').write_text("_base_ = ['../grand.py',\n"
+                                                "          'mmpretrain::x.py']\nb = 2\n")
+    (tmp_path / 'child.py').write_text("_base_ = './sub/parent.py'\nc = 3\n")
+    before = config_digest(str(tmp_path / 'child.py'))
+    assert before == config_digest(str(tmp_path / 'child.py'))
+    (tmp_path / 'grand.py').write_text('a = 2\n')
+    assert config_digest(str(tmp_path / 'child.py')) != before
