@@ -96,8 +96,8 @@ def config_digest(path: str, _seen=None) -> str:
     bases (``mmdet::...``) count by the package's version. Part of each stage's signature,
     so editing a config redoes the stages that use it."""
     import hashlib
-    import importlib
     import re
+    from importlib.metadata import version
     seen = set() if _seen is None else _seen
     path = osp.abspath(path)
     if path in seen:
@@ -110,8 +110,9 @@ def config_digest(path: str, _seen=None) -> str:
     for base in re.findall(rb'[\'"]([^\'"]+)[\'"]', match.group(1)) if match else []:
         base = base.decode()
         if '::' in base:
-            package = base.split('::')[0]
-            parts.append(f'{base}@{importlib.import_module(package).__version__}')
+            package = base.split('::')[0]  # scope -> distribution (no import: cheap)
+            package = {'mmseg': 'mmsegmentation'}.get(package, package)
+            parts.append(f'{base}@{version(package)}')
         else:
             parts.append(config_digest(osp.join(osp.dirname(path), base), seen))
     return hashlib.sha256('|'.join(parts).encode()).hexdigest()[:16]
