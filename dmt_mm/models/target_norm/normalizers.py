@@ -285,7 +285,7 @@ def build_target_norm(spec: Union[str, dict], dims: int, where: str = 'target_no
     if spec.get('type') in TARGET_NORM_SHORTHANDS:
         raise ValueError(f'{where}: type={spec["type"]!r} is a shorthand; inside a dict write '
                          f'type={TARGET_NORM_SHORTHANDS[spec["type"]]!r}')
-    norm = build_part(spec, where, filled=dict(dims=dims))
-    if not isinstance(norm, _TargetNorm):
-        raise ValueError(f'{where}: {type(norm).__name__} is not a target normaliser')
-    return norm
+    cls = MODELS.get(spec['type']) if isinstance(spec.get('type'), str) else None
+    if cls is not None and not (isinstance(cls, type) and issubclass(cls, _TargetNorm)):
+        raise ValueError(f'{where}: {spec["type"]} is not a target normaliser')
+    return build_part(spec, where, filled=dict(dims=dims))
