@@ -14,8 +14,9 @@ from mmengine.config import Config
 
 import dmt_mm.models  # noqa: F401  (registers DMTViT, DMT, teachers)
 from conftest import CONFIGS, REPO, TEST_DATA, run_tool
-from dmt_mm.engine import benchmark as B
-from dmt_mm.utils.flops import count_flops, dmt_flops, mmengine_flops
+from dmt_mm import analysis as B
+from dmt_mm.analysis import count_flops, dmt_flops, mmengine_flops
+from dmt_mm.analysis.variants import _autocast_disabled
 from mmpretrain.registry import MODELS
 
 DMT_CONFIG = CONFIGS / 'dmt' / 'dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py'
@@ -78,6 +79,7 @@ def test_flops_scale_with_image_size():
     assert large['bmm'] * 25 == small['bmm'] * 17 ** 2
 
 
+@pytest.mark.slow
 def test_dmt_flops_scale_with_teachers():
     results = {}
     for k in (1, 2, 4):
@@ -115,6 +117,7 @@ def test_optim_wrapper_variants():
     assert cfg.optim_wrapper.optimizer.get('fused') is None  # the config itself is untouched
 
 
+@pytest.mark.slow
 def test_merged_param_groups_update_like_per_tensor_groups():
     from mmengine.optim import build_optim_wrapper
     torch.manual_seed(0)
@@ -147,18 +150,20 @@ def test_autocast_disabled_inside():
     lin = torch.nn.Linear(4, 4)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         assert lin(torch.randn(2, 4)).dtype == torch.bfloat16
-    with B._autocast_disabled(), torch.autocast('cpu', dtype=torch.bfloat16):
+    with _autocast_disabled(), torch.autocast('cpu', dtype=torch.bfloat16):
         assert lin(torch.randn(2, 4)).dtype == torch.float32
     assert torch.autocast is not None and torch.autocast.__name__ == 'autocast'
 
 
+@pytest.mark.slow
 def test_naive_teachers_get_gradients_frozen_ones_do_not():
     from mmengine.optim import build_optim_wrapper
     torch.manual_seed(0)
     cfg = dmt_cfg(2)
     model = B.build_model(cfg, 'cpu')
     data = B.synthetic_batch(2, (32, 32), 'cpu')
-    teacher_params = lambda: [p for t in model.teachers for p in t.backbone.parameters()]  # noqa
+    teachers = model.target_generator.teachers
+    teacher_params = lambda: [p for t in teachers for p in t.backbone.parameters()]  # noqa
     for mode, expect_grads in (('frozen', False), ('naive', True), ('fp32', False)):
         variant = B.resolve_variant(dict(amp=None, optimizer='default', attention='math',
                                          teachers=mode, name=mode), 'cpu')
@@ -171,12 +176,13 @@ def test_naive_teachers_get_gradients_frozen_ones_do_not():
         # restored: frozen again, no gradients kept, the class forward back
         assert not any(p.requires_grad for p in teacher_params())
         assert all(p.grad is None for p in teacher_params())
-        assert all('forward' not in t.__dict__ for t in model.teachers)
+        assert all('forward' not in t.__dict__ for t in teachers)
     # teacher weights never reach the optimizer
     assert not {id(p) for p in teacher_params()} & {
         id(p) for g in ow.optimizer.param_groups for p in g['params']}
 
 
+@pytest.mark.slow
 def test_make_compilable_removes_graph_breaks():
     vit = tiny_vit(32)
     vit.train()
@@ -189,6 +195,7 @@ def test_make_compilable_removes_graph_breaks():
     assert explanation.graph_count == 1
 
 
+@pytest.mark.slow
 def test_measure_parts_and_timing_fields():
     torch.manual_seed(0)
     cfg = dmt_cfg(2)
@@ -214,6 +221,7 @@ def load_tool(name):
     return module
 
 
+@pytest.mark.slow
 def test_benchmark_tool_with_naive_peer_and_pipeline(tmp_path):
     out = tmp_path / 'bench.json'
     tool = load_tool('benchmark_pretrain')
@@ -245,6 +253,7 @@ def test_benchmark_tool_with_naive_peer_and_pipeline(tmp_path):
     assert '| optimized |' in table and '| naive |' in table
 
 
+@pytest.mark.slow
 def test_get_flops_tool(tmp_path):
     tool = load_tool('get_flops')
     out = tool.main([str(DMT_CONFIG), '--random-teachers', '--shape', '64',
@@ -264,6 +273,7 @@ def test_get_flops_tool(tmp_path):
     assert torch_count['backbone'] <= mm['backbone'] <= 1.02 * torch_count['backbone']
 
 
+@pytest.mark.slow
 def test_gpu_script_dry_run_with_wheels_only(tmp_path):
     """The GPU script on CPU at tiny sizes, with mmengine/mmpretrain/mmcv-lite from the
     prepared wheels, mmdet/mmseg made unimportable, and the pkg_resources stand-in."""
