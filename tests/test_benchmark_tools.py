@@ -50,6 +50,13 @@ def dmt_cfg(k=3, img=32, **kw):
                             num_teachers=k, random_teachers=True, **kw)
 
 
+def tiny_dmt(k):
+    """The shipped DMT config at ViT-T size with k random teachers, and its model."""
+    torch.manual_seed(0)
+    cfg = dmt_cfg(k)
+    return cfg, B.build_model(cfg, 'cpu')
+
+
 # ----------------------------------------------------------------------------- FLOPs
 def test_vit_flops_match_hand_formula_and_mmengine():
     vit = tiny_vit(64)  # 4x4 patches + CLS
@@ -83,8 +90,7 @@ def test_flops_scale_with_image_size():
 def test_dmt_flops_scale_with_teachers():
     results = {}
     for k in (1, 2, 4):
-        torch.manual_seed(0)
-        model = B.build_model(dmt_cfg(k), 'cpu')
+        _, model = tiny_dmt(k)
         results[k] = dmt_flops(model, (32, 32), counted_train=(k == 2))
     one = results[1]['teachers_total']
     assert one == vit_hand_flops(5, 192, 12, 4)
@@ -120,9 +126,7 @@ def test_optim_wrapper_variants():
 @pytest.mark.slow
 def test_merged_param_groups_update_like_per_tensor_groups():
     from mmengine.optim import build_optim_wrapper
-    torch.manual_seed(0)
-    cfg = dmt_cfg(1)
-    model = B.build_model(cfg, 'cpu')
+    cfg, model = tiny_dmt(1)
     variant = B.resolve_variant('optimized-merged-groups', 'cpu')
     per_tensor = build_optim_wrapper(model, B.optim_wrapper_cfg(cfg, variant, 'cpu')).optimizer
     merged = B.build_variant_optim_wrapper(model, cfg, variant, 'cpu').optimizer
@@ -158,9 +162,7 @@ def test_autocast_disabled_inside():
 @pytest.mark.slow
 def test_naive_teachers_get_gradients_frozen_ones_do_not():
     from mmengine.optim import build_optim_wrapper
-    torch.manual_seed(0)
-    cfg = dmt_cfg(2)
-    model = B.build_model(cfg, 'cpu')
+    cfg, model = tiny_dmt(2)
     data = B.synthetic_batch(2, (32, 32), 'cpu')
     teachers = model.target_generator.teachers
     teacher_params = lambda: [p for t in teachers for p in t.backbone.parameters()]  # noqa
@@ -197,9 +199,7 @@ def test_make_compilable_removes_graph_breaks():
 
 @pytest.mark.slow
 def test_measure_parts_and_timing_fields():
-    torch.manual_seed(0)
-    cfg = dmt_cfg(2)
-    model = B.build_model(cfg, 'cpu')
+    cfg, model = tiny_dmt(2)
     variant = B.resolve_variant('optimized', 'cpu')
     parts = B.measure_parts(model, cfg, variant, 2, 'cpu', rounds=2, warmup=1)
     for clock in ('wall', 'cpu'):

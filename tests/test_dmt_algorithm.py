@@ -185,6 +185,21 @@ def test_sfd_with_several_blocks_fuses_them_by_channel_concatenation():
         close(losses[f'loss_sfd_{teacher.name}'], expected / 2)
 
 
+def test_sfd_student_map_is_built_once_per_distinct_student_blocks():
+    """Teachers reading the same student blocks share one student map (one tensor), a
+    teacher of another depth (other depth fractions) gets its own."""
+    shallow = dict(T_ARCH, num_layers=2)
+    model = build(teachers=['a', 'b', teacher_cfg('c', arch=shallow)], tfd=None,
+                  sfd=dict(teacher_layers=[1, -1]))
+    assert [s for _, s in model.head.sfd_layers] == [[0, 1], [0, 1], [1, 1]]
+    seen = {}
+    for name, adaptor in model.head.sfd_adaptors.items():
+        adaptor.register_forward_pre_hook(lambda m, args, name=name: seen.update({name: args[0]}))
+    model.loss(images())
+    assert seen['a'] is seen['b'] and seen['c'] is not seen['a']
+    assert seen['a'].shape[1] == seen['c'].shape[1] == 2 * 32  # two student blocks each
+
+
 def test_other_loss_types_are_used():
     model = build(loss=dict(type='CosineDistillLoss'), sfd=dict(loss=dict(type='MSEDistillLoss')))
     x = images()
