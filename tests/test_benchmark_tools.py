@@ -13,7 +13,7 @@ import torch
 from mmengine.config import Config
 
 import dmt_mm.models  # noqa: F401  (registers DMTViT, DMT, teachers)
-from conftest import CONFIGS, REPO, TEST_DATA, run_tool
+from conftest import CONFIGS, REPO, TEST_DATA
 from dmt_mm import analysis as B
 from dmt_mm.analysis import count_flops, dmt_flops, mmengine_flops
 from dmt_mm.analysis.variants import _autocast_disabled
@@ -133,7 +133,8 @@ def test_merged_param_groups_update_like_per_tensor_groups():
     params = [p for g in per_tensor.param_groups for p in g['params']]
     assert len(per_tensor.param_groups) == len(params) > 2  # mmengine: one group per tensor
     assert len(merged.param_groups) == 2  # with and without weight decay
-    assert sorted(id(p) for g in merged.param_groups for p in g['params']) == sorted(map(id, params))
+    merged_params = [p for g in merged.param_groups for p in g['params']]
+    assert sorted(map(id, merged_params)) == sorted(map(id, params))
     start = [p.detach().clone() for p in params]
     grads = [torch.randn_like(p) for p in params]
     results = []

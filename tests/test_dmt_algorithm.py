@@ -39,7 +39,8 @@ def build(teachers=('a', 'b'), seed=0, **kwargs):
     torch.manual_seed(seed)
     model = MODELS.build(dmt_cfg(teachers, **kwargs))
     model.init_weights()
-    for teacher in model.target_generator.teachers:  # random but non-trivial teachers (pos-embed, CLS token)
+    # random but non-trivial teachers (pos-embed, CLS token)
+    for teacher in model.target_generator.teachers:
         torch.nn.init.trunc_normal_(teacher.backbone.pos_embed, std=0.5)
         torch.nn.init.trunc_normal_(teacher.backbone.cls_token, std=0.5)
     return model

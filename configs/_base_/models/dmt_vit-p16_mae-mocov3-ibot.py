@@ -4,7 +4,7 @@
 #
 # Teacher checkpoints are the official files as published (docs/teachers.md); point the
 # config field at your copy, e.g.
-#   --cfg-options model.target_generator.teacher_checkpoints.mae=/data/ckpt/mae_pretrain_vit_base.pth
+#   --cfg-options model.target_generator.teacher_checkpoints.mae=/ckpt/mae_pretrain_vit_base.pth
 teacher_ckpts = dict(
     mae='checkpoints/mae_pretrain_vit_base.pth',
     mocov3='checkpoints/vit-b-300ep.pth.tar',
