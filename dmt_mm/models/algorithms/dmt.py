@@ -13,6 +13,15 @@ Assembled the way mmpretrain assembles MAE, MILAN and BEiT:
 Per step: the student encodes x, the target generator turns x into targets, and the head
 returns the loss terms (``loss_tfd_<teacher>``, ``loss_sfd_<teacher>``, ...).
 
+What a replacement part must offer (what ``DMT`` calls):
+
+* target generator: ``teacher_specs()`` (name, embed_dims, num_layers per teacher),
+  ``request(blocks, cls)`` and ``forward(x, grid)`` -> per teacher ``{'cls': (B, D),
+  block id: (B, h*w, D)}``;
+* head: built with ``teachers``, ``student_dims``, ``student_depth``; ``teacher_blocks``
+  (per teacher, the blocks it needs), ``needs_cls``, ``student_blocks`` (the student blocks
+  it reads) and ``loss(student, targets, token_weight)`` -> loss dict.
+
 Checkpoints written before this layout existed (``tfd_heads.*``, ``sfd_adaptors.*``,
 ``target_norms.<teacher>_<block>.*``, ``fusion_log_vars.*``, ``decoder.*`` at the top level)
 load unchanged: :func:`upgrade_state_dict` renames their keys on load.
@@ -129,7 +138,7 @@ class DMT(BaseSelfSupervisor):
         self.head = build_part(head, 'head', default_type='DMTDistillHead', filled=dict(
             teachers=self.target_generator.teacher_specs(),
             student_dims=self.backbone.embed_dims, student_depth=self.student_depth))
-        self.target_generator.request(self.head.teacher_blocks, cls='tfd' in self.head.strategies)
+        self.target_generator.request(self.head.teacher_blocks, cls=self.head.needs_cls)
         self._student_mid_layers = [i for i in self.head.student_blocks
                                     if i != self.student_depth - 1]
         self.neck = self._build_neck(neck)

@@ -160,6 +160,11 @@ class DMTDistillHead(BaseModule):
         return [s for s, c in (('tfd', self.tfd_cfg), ('sfd', self.sfd_cfg)) if c is not None]
 
     @property
+    def needs_cls(self) -> bool:
+        """Whether the teachers' CLS tokens are targets (TFD)."""
+        return self.tfd_cfg is not None
+
+    @property
     def student_blocks(self) -> List[int]:
         """Every student block whose tokens the head reads (the last one included)."""
         ids = {self.student_depth - 1} if self.tfd_cfg is not None else set()
