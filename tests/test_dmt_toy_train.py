@@ -16,6 +16,8 @@ import dmt_mm.engine  # noqa: F401  (safe checkpoint loader)
 import dmt_mm.models  # noqa: F401
 from dmt_mm.utils.safe_load import safe_torch_load
 
+pytestmark = pytest.mark.slow  # one 40-iteration training run through tools/train.py
+
 TOY = CONFIGS / 'toy' / 'dmt_vit-toy-p16_3xvit-toy_1xb16-40it_toyworld.py'
 NAMES = ('mae', 'mocov3', 'ibot')
 

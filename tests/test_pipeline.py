@@ -201,6 +201,7 @@ def test_pca_rgb_recovers_a_two_part_image():
     assert abs(left - right) > 0.8
 
 
+@pytest.mark.slow
 def test_visualize_features_tool(tmp_path):
     """An official-layout teacher file and a student file -> one PNG, one column each."""
     from dmt_mm.models.backbones import DMTViT
