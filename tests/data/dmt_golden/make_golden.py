@@ -90,7 +90,7 @@ def main(out_dir):
     torch.set_num_threads(1)
     os.makedirs(out_dir, exist_ok=True)
     toy = Config.fromfile(TOY_CONFIG)
-    cases = {'toy': (toy.model.to_dict(), toy.optim_wrapper.to_dict(), 4, 64)}
+    cases = {'toy': (toy.model.to_dict(), toy.optim_wrapper.to_dict(), 2, 64)}
     tiny_optim = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-2))
     for name, cfg in _old_tiny_cases().items():
         cases[name] = (cfg, tiny_optim, 4, 32)
