@@ -13,9 +13,10 @@ import torch
 from mmengine.config import Config
 
 import dmt_mm.models  # noqa: F401  (registers DMTViT, DMT, teachers)
-from conftest import CONFIGS, REPO, TEST_DATA, run_tool
-from dmt_mm.engine import benchmark as B
-from dmt_mm.utils.flops import count_flops, dmt_flops, mmengine_flops
+from conftest import CONFIGS, REPO, TEST_DATA
+from dmt_mm import analysis as B
+from dmt_mm.analysis import count_flops, dmt_flops, mmengine_flops
+from dmt_mm.analysis.variants import _autocast_disabled
 from mmpretrain.registry import MODELS
 
 DMT_CONFIG = CONFIGS / 'dmt' / 'dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py'
@@ -49,6 +50,13 @@ def dmt_cfg(k=3, img=32, **kw):
                             num_teachers=k, random_teachers=True, **kw)
 
 
+def tiny_dmt(k):
+    """The shipped DMT config at ViT-T size with k random teachers, and its model."""
+    torch.manual_seed(0)
+    cfg = dmt_cfg(k)
+    return cfg, B.build_model(cfg, 'cpu')
+
+
 # ----------------------------------------------------------------------------- FLOPs
 def test_vit_flops_match_hand_formula_and_mmengine():
     vit = tiny_vit(64)  # 4x4 patches + CLS
@@ -78,11 +86,11 @@ def test_flops_scale_with_image_size():
     assert large['bmm'] * 25 == small['bmm'] * 17 ** 2
 
 
+@pytest.mark.slow
 def test_dmt_flops_scale_with_teachers():
     results = {}
     for k in (1, 2, 4):
-        torch.manual_seed(0)
-        model = B.build_model(dmt_cfg(k), 'cpu')
+        _, model = tiny_dmt(k)
         results[k] = dmt_flops(model, (32, 32), counted_train=(k == 2))
     one = results[1]['teachers_total']
     assert one == vit_hand_flops(5, 192, 12, 4)
@@ -115,18 +123,18 @@ def test_optim_wrapper_variants():
     assert cfg.optim_wrapper.optimizer.get('fused') is None  # the config itself is untouched
 
 
+@pytest.mark.slow
 def test_merged_param_groups_update_like_per_tensor_groups():
     from mmengine.optim import build_optim_wrapper
-    torch.manual_seed(0)
-    cfg = dmt_cfg(1)
-    model = B.build_model(cfg, 'cpu')
+    cfg, model = tiny_dmt(1)
     variant = B.resolve_variant('optimized-merged-groups', 'cpu')
     per_tensor = build_optim_wrapper(model, B.optim_wrapper_cfg(cfg, variant, 'cpu')).optimizer
     merged = B.build_variant_optim_wrapper(model, cfg, variant, 'cpu').optimizer
     params = [p for g in per_tensor.param_groups for p in g['params']]
     assert len(per_tensor.param_groups) == len(params) > 2  # mmengine: one group per tensor
     assert len(merged.param_groups) == 2  # with and without weight decay
-    assert sorted(id(p) for g in merged.param_groups for p in g['params']) == sorted(map(id, params))
+    merged_params = [p for g in merged.param_groups for p in g['params']]
+    assert sorted(map(id, merged_params)) == sorted(map(id, params))
     start = [p.detach().clone() for p in params]
     grads = [torch.randn_like(p) for p in params]
     results = []
@@ -147,18 +155,18 @@ def test_autocast_disabled_inside():
     lin = torch.nn.Linear(4, 4)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         assert lin(torch.randn(2, 4)).dtype == torch.bfloat16
-    with B._autocast_disabled(), torch.autocast('cpu', dtype=torch.bfloat16):
+    with _autocast_disabled(), torch.autocast('cpu', dtype=torch.bfloat16):
         assert lin(torch.randn(2, 4)).dtype == torch.float32
     assert torch.autocast is not None and torch.autocast.__name__ == 'autocast'
 
 
+@pytest.mark.slow
 def test_naive_teachers_get_gradients_frozen_ones_do_not():
     from mmengine.optim import build_optim_wrapper
-    torch.manual_seed(0)
-    cfg = dmt_cfg(2)
-    model = B.build_model(cfg, 'cpu')
+    cfg, model = tiny_dmt(2)
     data = B.synthetic_batch(2, (32, 32), 'cpu')
-    teacher_params = lambda: [p for t in model.teachers for p in t.backbone.parameters()]  # noqa
+    teachers = model.target_generator.teachers
+    teacher_params = lambda: [p for t in teachers for p in t.backbone.parameters()]  # noqa
     for mode, expect_grads in (('frozen', False), ('naive', True), ('fp32', False)):
         variant = B.resolve_variant(dict(amp=None, optimizer='default', attention='math',
                                          teachers=mode, name=mode), 'cpu')
@@ -171,12 +179,13 @@ def test_naive_teachers_get_gradients_frozen_ones_do_not():
         # restored: frozen again, no gradients kept, the class forward back
         assert not any(p.requires_grad for p in teacher_params())
         assert all(p.grad is None for p in teacher_params())
-        assert all('forward' not in t.__dict__ for t in model.teachers)
+        assert all('forward' not in t.__dict__ for t in teachers)
     # teacher weights never reach the optimizer
     assert not {id(p) for p in teacher_params()} & {
         id(p) for g in ow.optimizer.param_groups for p in g['params']}
 
 
+@pytest.mark.slow
 def test_make_compilable_removes_graph_breaks():
     vit = tiny_vit(32)
     vit.train()
@@ -189,10 +198,9 @@ def test_make_compilable_removes_graph_breaks():
     assert explanation.graph_count == 1
 
 
+@pytest.mark.slow
 def test_measure_parts_and_timing_fields():
-    torch.manual_seed(0)
-    cfg = dmt_cfg(2)
-    model = B.build_model(cfg, 'cpu')
+    cfg, model = tiny_dmt(2)
     variant = B.resolve_variant('optimized', 'cpu')
     parts = B.measure_parts(model, cfg, variant, 2, 'cpu', rounds=2, warmup=1)
     for clock in ('wall', 'cpu'):
@@ -214,6 +222,7 @@ def load_tool(name):
     return module
 
 
+@pytest.mark.slow
 def test_benchmark_tool_with_naive_peer_and_pipeline(tmp_path):
     out = tmp_path / 'bench.json'
     tool = load_tool('benchmark_pretrain')
@@ -245,6 +254,7 @@ def test_benchmark_tool_with_naive_peer_and_pipeline(tmp_path):
     assert '| optimized |' in table and '| naive |' in table
 
 
+@pytest.mark.slow
 def test_get_flops_tool(tmp_path):
     tool = load_tool('get_flops')
     out = tool.main([str(DMT_CONFIG), '--random-teachers', '--shape', '64',
@@ -264,6 +274,7 @@ def test_get_flops_tool(tmp_path):
     assert torch_count['backbone'] <= mm['backbone'] <= 1.02 * torch_count['backbone']
 
 
+@pytest.mark.slow
 def test_gpu_script_dry_run_with_wheels_only(tmp_path):
     """The GPU script on CPU at tiny sizes, with mmengine/mmpretrain/mmcv-lite from the
     prepared wheels, mmdet/mmseg made unimportable, and the pkg_resources stand-in."""

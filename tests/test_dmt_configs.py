@@ -25,12 +25,15 @@ def test_main_configs_follow_the_recipe(key):
     model = cfg.model
     assert model.type == 'DMT' and model.backbone.arch == f'vit-{arch}'
     assert model.backbone.patch_size == 16 and model.backbone.img_size == 224
-    assert [t.name for t in model.teachers] == ['mae', 'mocov3', 'ibot']
-    assert all(t.backbone.arch == 'base' and t.backbone.patch_size == 16 for t in model.teachers)
-    assert set(model.teacher_checkpoints) >= {'mae', 'mocov3', 'ibot'}
-    assert model.tfd is not None and model.sfd is not None
-    assert model.loss == dict(type='SmoothL1DistillLoss', beta=2.0)
-    assert model.target_norm == 'ln' and model.fusion.mode == 'fixed'
+    generator, head = model.target_generator, model.head
+    assert generator.type == 'MultiTeacherTargetGenerator' and head.type == 'DMTDistillHead'
+    assert [t.name for t in generator.teachers] == ['mae', 'mocov3', 'ibot']
+    assert all(t.backbone.arch == 'base' and t.backbone.patch_size == 16
+               for t in generator.teachers)
+    assert set(generator.teacher_checkpoints) == {'mae', 'mocov3', 'ibot'}
+    assert head.tfd is not None and head.sfd is not None
+    assert head.loss == dict(type='SmoothL1DistillLoss', beta=2.0)
+    assert generator.target_norm == dict(type='LNTargetNorm') and head.fusion.mode == 'fixed'
 
     optim = cfg.optim_wrapper
     assert optim.type == 'AmpOptimWrapper'
@@ -59,19 +62,23 @@ def test_main_configs_follow_the_recipe(key):
 @pytest.mark.parametrize('teacher', ['mae', 'mocov3', 'ibot'])
 def test_single_teacher_baselines(teacher):
     cfg = load(DMT / f'dmt_vit-small-p16_{teacher}_8xb128-amp-coslr-100e_in1k.py')
-    assert [t.name for t in cfg.model.teachers] == [teacher]
-    assert cfg.model.tfd is not None and cfg.model.sfd is not None
+    generator = cfg.model.target_generator
+    assert [t.name for t in generator.teachers] == [teacher]
+    assert list(generator.teacher_checkpoints) == [teacher]
+    assert cfg.model.head.tfd is not None and cfg.model.head.sfd is not None
     assert cfg.train_cfg.max_epochs == 100
 
 
 def test_strategy_ablations_and_dino_variant():
     tfd_only = load(DMT / 'dmt-tfd_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py')
-    assert tfd_only.model.sfd is None and tfd_only.model.tfd is not None
+    assert tfd_only.model.head.sfd is None and tfd_only.model.head.tfd is not None
     sfd_only = load(DMT / 'dmt-sfd_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py')
-    assert sfd_only.model.tfd is None and sfd_only.model.sfd is not None
+    assert sfd_only.model.head.tfd is None and sfd_only.model.head.sfd is not None
     dino = load(DMT / 'dmt_vit-small-p16_mae-mocov3-dino_8xb128-amp-coslr-100e_in1k.py')
-    assert [t.name for t in dino.model.teachers] == ['mae', 'mocov3', 'dino']
-    assert dino.model.teachers[2].checkpoint_format == 'dino'
+    generator = dino.model.target_generator
+    assert [t.name for t in generator.teachers] == ['mae', 'mocov3', 'dino']
+    assert generator.teachers[2].checkpoint_format == 'dino'
+    assert list(generator.teacher_checkpoints) == ['mae', 'mocov3', 'dino']
     # everything else is the reference 100-epoch ViT-S run
     ref = load(S100)
     for cfg in (tfd_only, sfd_only, dino):

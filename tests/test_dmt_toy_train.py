@@ -16,6 +16,8 @@ import dmt_mm.engine  # noqa: F401  (safe checkpoint loader)
 import dmt_mm.models  # noqa: F401
 from dmt_mm.utils.safe_load import safe_torch_load
 
+pytestmark = pytest.mark.slow  # one 40-iteration training run through tools/train.py
+
 TOY = CONFIGS / 'toy' / 'dmt_vit-toy-p16_3xvit-toy_1xb16-40it_toyworld.py'
 NAMES = ('mae', 'mocov3', 'ibot')
 
@@ -53,7 +55,7 @@ def test_checkpoint_has_no_teacher_and_loads_into_a_fresh_model(toy_run):
     work, _ = toy_run
     state = safe_torch_load(str(work / 'iter_40.pth'))['state_dict']
     assert any(k.startswith('backbone.') for k in state)
-    assert not any(k.startswith('teachers.') for k in state)
+    assert not any('teachers.' in k for k in state)
     cfg = Config.fromfile(str(TOY))
     model = MODELS.build(cfg.model)
     model.load_state_dict(state, strict=True)

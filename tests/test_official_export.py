@@ -183,7 +183,8 @@ def test_pipeline_teachers_export_and_load_as_frozen_teachers(tmp_path, config, 
     dmt_cfg = Config.fromfile(str(PIPELINE / 'dmt_vit-toy-p16_mae-mocov3-byol_1xb32-300it_'
                                   'toyworld.py'))
     name = {'MAE': 'mae', 'MoCoV3': 'mocov3', 'BYOL': 'byol'}[algorithm]
-    teacher_cfg = next(t for t in dmt_cfg.model.teachers if t['name'] == name).to_dict()
+    teacher_cfg = next(t for t in dmt_cfg.model.target_generator.teachers
+                       if t['name'] == name).to_dict()
     teacher_cfg.pop('type')
     teacher = FrozenViTTeacher(checkpoint=path, **teacher_cfg)
     teacher.init_weights()

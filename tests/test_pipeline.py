@@ -11,13 +11,20 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TOOLS, run_tool
+from conftest import CONFIGS, TOOLS, run_tool
 
-from dmt_mm.pipeline.results import (ResultsError, Run, aggregate, build_results,
-                                     check_row_values, collect_runs, pretrain_seconds,
-                                     task_values)
-from dmt_mm.pipeline.runner import MARKER, StageError, StageRunner, command, read_marker
-from dmt_mm.pipeline.runner import Stage as S
+from dmt_mm.study.results import (ResultsError, Run, aggregate, build_results,
+                                  check_row_values, collect_runs, pretrain_seconds, task_values)
+from dmt_mm.study.runner import MARKER, StageError, StageRunner, command, read_marker
+from dmt_mm.study.runner import Stage as S
+from dmt_mm.study.study import Study, StudyOptions
+
+STUDY_CONFIGS = CONFIGS / 'toy' / 'pipeline'
+
+
+def options(**kwargs):
+    """Study options with this checkout's tools and configs (as tools/run_pipeline.py)."""
+    return StudyOptions(tools_dir=str(TOOLS), configs_dir=str(STUDY_CONFIGS), **kwargs)
 
 PY = sys.executable
 
@@ -184,7 +191,7 @@ def test_collect_results_tool(tmp_path):
 def test_pca_rgb_recovers_a_two_part_image():
     """Tokens of the left and right halves differ along one direction: the first component
     (red channel) separates them, and the map is in [0, 1]."""
-    from dmt_mm.pipeline.features import pca_rgb
+    from dmt_mm.study.features import pca_rgb
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(6, 6, 32, generator=g) * 0.05
     feats[:, :3, 0] += 3.0
@@ -194,10 +201,11 @@ def test_pca_rgb_recovers_a_two_part_image():
     assert abs(left - right) > 0.8
 
 
+@pytest.mark.slow
 def test_visualize_features_tool(tmp_path):
     """An official-layout teacher file and a student file -> one PNG, one column each."""
     from dmt_mm.models.backbones import DMTViT
-    from dmt_mm.pipeline.features import default_images
+    from dmt_mm.study.features import default_images
     from dmt_mm.utils.checkpoint_formats import save_backbone_checkpoint
     from dmt_mm.utils.official_export import official_checkpoint, save_official
     arch = dict(embed_dims=48, num_layers=2, num_heads=3, feedforward_channels=96)
@@ -290,12 +298,15 @@ def test_quick_study_resumes(quick_study):
 
 
 def test_options_are_checked():
-    from dmt_mm.pipeline.study import Study, StudyOptions
     with pytest.raises(ValueError, match='unknown length overrides'):
-        Study(StudyOptions(overrides=dict(det_iterations=3)))
+        Study(options(overrides=dict(det_iterations=3)))
     with pytest.raises(ValueError, match='at least 1'):
-        Study(StudyOptions(seeds=0))
-    study = Study(StudyOptions(with_baselines=True, seeds=2, profile='quick'))
+        Study(options(seeds=0))
+    with pytest.raises(ValueError, match="tools_dir='' does not hold train.py"):
+        Study(StudyOptions())  # the package does not guess a checkout
+    with pytest.raises(ValueError, match='configs_dir=.* does not hold dmt_vit-toy'):
+        Study(StudyOptions(tools_dir=str(TOOLS), configs_dir=str(CONFIGS)))
+    study = Study(options(with_baselines=True, seeds=2, profile='quick', work_dir='w'))
     names = [s.name for s in study.stages()]
     assert names[:4] == ['data', 'teacher_mae', 'teacher_mocov3', 'teacher_byol']
     assert {'dmt', 'dmt_s1', 'cls_scratch_s1', 'det_dmt_sfd', 'extract_dmt_mae_s1'} <= \
@@ -306,17 +317,34 @@ def test_options_are_checked():
     assert np.unique(names).size == len(names)
 
 
+def test_stage_commands_use_the_given_checkout_and_fit_the_configs():
+    """Commands run the tools and configs passed in; the teacher files the DMT stage sets
+    land in the config's target generator, one per teacher."""
+    from mmengine.config import Config
+    study = Study(options(profile='quick', work_dir='w'))
+    stages = {s.name: s for s in study.stages()}
+    argv = [str(a) for a in stages['dmt'].commands[0].argv]
+    assert argv[0] == str(TOOLS / 'train.py') and argv[1].startswith(str(STUDY_CONFIGS))
+    cfg = Config.fromfile(argv[1])
+    overrides = dict(o.split('=', 1) for o in argv[argv.index('--cfg-options') + 1:])
+    cfg.merge_from_dict(overrides)
+    files = dict(cfg.model.target_generator.teacher_checkpoints)
+    assert list(files) == [t.name for t in cfg.model.target_generator.teachers]
+    assert all(path == study.path(f'teacher_{name}', osp.basename(path))
+               and osp.basename(path) == stages[f'teacher_{name}'].outputs[0]
+               for name, path in files.items())
+
+
 def test_default_lengths_are_the_configs_own():
     """The default run passes its lengths explicitly; they equal the configs' values, so
     `tools/train.py <pipeline config>` by hand reproduces a stage."""
     from mmengine.config import Config
 
-    from dmt_mm.pipeline.study import (METHODS, PIPELINE_CONFIGS, PROFILES, TEACHERS,
-                                       TRANSFER)
+    from dmt_mm.study.study import METHODS, PROFILES, TEACHERS, TRANSFER
     lengths = PROFILES['default']
 
     def cfg(name):
-        return Config.fromfile(osp.join(PIPELINE_CONFIGS, name))
+        return Config.fromfile(str(STUDY_CONFIGS / name))
 
     for t in TEACHERS:
         assert cfg(t['config']).train_cfg.max_iters == lengths['teacher_iters'], t['config']
@@ -333,7 +361,7 @@ def test_default_lengths_are_the_configs_own():
 
 def test_config_digest_follows_local_bases(tmp_path):
     """Editing any config a stage inherits from changes the stage's signature."""
-    from dmt_mm.pipeline.study import config_digest
+    from dmt_mm.study.study import config_digest
     (tmp_path / 'sub').mkdir()
     (tmp_path / 'grand.py').write_text('a = 1\n')
     (tmp_path / 'sub' / 'parent.py').write_text("_base_ = ['../grand.py',\n"

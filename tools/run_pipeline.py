@@ -11,16 +11,18 @@ AP), segmentation (UperNet, mIoU) and classification (top-1) -> results.md / res
 loss curves and a PCA picture of teacher vs student features, under <work-dir>/results/.
 
 Rerunning the same command skips finished stages and restarts an interrupted one cleanly.
+The stages run this checkout's tools (tools/) on its configs (configs/toy/pipeline/) with
+the installed dmt_mm (`pip install -e .`, as tools/setup_env.sh does).
 """
 import argparse
 import os.path as osp
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from anywhere
+from dmt_mm.study.runner import StageError, read_marker
+from dmt_mm.study.study import METHODS, PROFILES, Study, StudyOptions
 
-from dmt_mm.pipeline.runner import StageError  # noqa: E402
-from dmt_mm.pipeline.study import METHODS, PROFILES, Study, StudyOptions  # noqa: E402
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def parse_args(argv=None):
@@ -73,7 +75,9 @@ def _overrides(pairs):
 
 def main(argv=None):
     args = parse_args(argv)
-    options = StudyOptions(work_dir=args.work_dir, profile='quick' if args.quick else 'default',
+    options = StudyOptions(tools_dir=osp.join(REPO, 'tools'),
+                           configs_dir=osp.join(REPO, 'configs', 'toy', 'pipeline'),
+                           work_dir=args.work_dir, profile='quick' if args.quick else 'default',
                            with_baselines=args.with_baselines, seeds=args.seeds,
                            methods=args.methods, overrides=_overrides(args.set),
                            images=args.images)
@@ -83,7 +87,6 @@ def main(argv=None):
         raise SystemExit(f'error: {exc}') from None
     stages = study.stages()
     if args.list:
-        from dmt_mm.pipeline.runner import read_marker
         for i, stage in enumerate(stages, 1):
             state = 'done' if read_marker(osp.join(study.root, stage.name)) else 'to do'
             print(f'[{i}/{len(stages)}] {stage.name:28s} {state:6s} {stage.title}')

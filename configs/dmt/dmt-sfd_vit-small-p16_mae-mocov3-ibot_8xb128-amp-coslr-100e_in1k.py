@@ -2,4 +2,4 @@
 # dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py.
 _base_ = './dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py'
 
-model = dict(tfd=None)
+model = dict(head=dict(tfd=None))

@@ -2,4 +2,6 @@
 # dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py.
 _base_ = './dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py'
 
-model = dict(teachers=[{{_base_.ibot_teacher}}])
+model = dict(target_generator=dict(
+    teachers=[{{_base_.ibot_teacher}}],
+    teacher_checkpoints=dict(_delete_=True, ibot={{_base_.teacher_ckpts.ibot}})))

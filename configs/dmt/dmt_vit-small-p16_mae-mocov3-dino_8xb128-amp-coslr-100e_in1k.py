@@ -2,4 +2,8 @@
 # dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py.
 _base_ = './dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py'
 
-model = dict(teachers=[{{_base_.mae_teacher}}, {{_base_.mocov3_teacher}}, {{_base_.dino_teacher}}])
+model = dict(target_generator=dict(
+    teachers=[{{_base_.mae_teacher}}, {{_base_.mocov3_teacher}}, {{_base_.dino_teacher}}],
+    teacher_checkpoints=dict(_delete_=True, mae={{_base_.teacher_ckpts.mae}},
+                             mocov3={{_base_.teacher_ckpts.mocov3}},
+                             dino={{_base_.teacher_ckpts.dino}})))

@@ -11,7 +11,7 @@ pipeline's images/s per worker (docs/performance.md).
 Timed: ``model.train_step`` (preprocess, teachers, student, heads, losses, backward, optimizer
 step through the config's optim wrapper) on a synthetic uint8 batch already on the device,
 plus reading the logged values as the runner does; warm-up excluded. FLOPs: counted with
-torch.utils.flop_counter (dmt_mm/utils/flops.py); MFU = train FLOPs/image x images/s / peak,
+torch.utils.flop_counter (dmt_mm/analysis/flops.py); MFU = train FLOPs/image x images/s / peak,
 train FLOPs = 3 x (student + heads) + 1 x teachers forward.
 """
 import argparse
@@ -24,10 +24,7 @@ import sys
 import torch
 from mmengine.config import Config, DictAction
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-
-from dmt_mm.engine import benchmark as B  # noqa: E402
-from dmt_mm.utils.flops import dmt_flops  # noqa: E402
+from dmt_mm import analysis as A
 
 
 def parse_args(argv=None):
@@ -45,14 +42,15 @@ def parse_args(argv=None):
                    help='use K teachers (the config\'s, cycled; extra ones need --random-teachers)')
     p.add_argument('--random-teachers', action='store_true',
                    help='random frozen teachers (no checkpoint files needed; same cost)')
-    p.add_argument('--variants', nargs='*', default=['optimized'], choices=sorted(B.VARIANTS),
-                   help='step variants to time (dmt_mm/engine/benchmark.py)')
-    p.add_argument('--peer', nargs='+', default=[], choices=B.PEERS,
+    p.add_argument('--variants', nargs='*', default=['optimized'], choices=sorted(A.VARIANTS),
+                   help='step variants to time (dmt_mm/analysis/variants.py)')
+    p.add_argument('--peer', nargs='+', default=[], choices=A.PEERS,
                    help='also time these peers in the same process and print the ratios')
     p.add_argument('--ablate', action='store_true',
                    help='also time the optimized step minus each optimisation')
     p.add_argument('--compile', action='store_true',
-                   help='also time the optimized step with torch.compile (student, teachers, heads)')
+                   help='also time the optimized step with torch.compile (student, teachers, '
+                   'heads)')
     p.add_argument('--parts', action='store_true',
                    help='full step versus the sum of its parts timed alone (overhead ratio)')
     p.add_argument('--parts-rounds', type=int, default=5)
@@ -77,9 +75,9 @@ def parse_args(argv=None):
 
 def run_one(name, model, cfg, device, batch_sizes, args, size, flops, peak, result):
     """Time one variant, add FLOPs / MFU, print it; an error is recorded, not fatal."""
-    variant = B.resolve_variant(name, device)
+    variant = A.resolve_variant(name, device)
     try:
-        res = B.run_variant(model, cfg, variant, batch_sizes, device, iters=args.iters,
+        res = A.run_variant(model, cfg, variant, batch_sizes, device, iters=args.iters,
                             warmup=args.warmup, size=size)
     except Exception as exc:  # noqa: BLE001 -- keep the other variants' numbers
         if args.strict:
@@ -90,8 +88,8 @@ def run_one(name, model, cfg, device, batch_sizes, args, size, flops, peak, resu
     if flops:
         res['train_flops_per_image'] = flops['train']
         res['achieved_tflops'] = flops['train'] * res['images_per_s'] / 1e12
-        res['mfu'] = B.mfu(flops['train'], res['images_per_s'], peak)
-        res['mfu_wall'] = B.mfu(flops['train'], res['images_per_s_wall'], peak)
+        res['mfu'] = A.mfu(flops['train'], res['images_per_s'], peak)
+        res['mfu_wall'] = A.mfu(flops['train'], res['images_per_s_wall'], peak)
     result['variants'].append(res)
     result['ratios'] = ratios(result['variants'])
     mfu = f', MFU {100 * res["mfu"]:.1f}%' if res.get('mfu') is not None else ''
@@ -129,7 +127,7 @@ def main(argv=None):
         for path in args.summarize:
             with open(path) as f:
                 results.append(json.load(f))
-        text = B.markdown_summary(results)
+        text = A.markdown_summary(results)
         print(text)
         return text
     if not args.config:
@@ -143,22 +141,23 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    B.prepare_config(cfg, img_size=args.img_size, student_arch=args.student_arch,
+    A.prepare_config(cfg, img_size=args.img_size, student_arch=args.student_arch,
                      teacher_arch=args.teacher_arch, num_teachers=args.num_teachers,
                      random_teachers=args.random_teachers)
     batch_sizes = args.batch_size or [cfg.train_dataloader.batch_size]
-    model = B.build_model(cfg, device)
-    size = B.input_size(model)
-    peak = args.peak_tflops or B.default_peak_tflops(device)
+    model = A.build_model(cfg, device)
+    size = A.input_size(model)
+    teachers = model.target_generator.teachers
+    peak = args.peak_tflops or A.default_peak_tflops(device)
     result = dict(
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         command=' '.join([osp.relpath(sys.argv[0]) if sys.argv else 'benchmark_pretrain.py',
                           *(argv if argv is not None else sys.argv[1:])]),
-        config=args.config, device=str(device), hardware=B.device_info(device),
+        config=args.config, device=str(device), hardware=A.device_info(device),
         peak_tflops=peak, img_size=list(size),
         student=dict(arch=str(cfg.model.backbone.arch)),
         teachers=[dict(name=t.name, blocks=t.backbone.num_layers, width=t.embed_dims,
-                       patch=t.patch_size) for t in model.teachers],
+                       patch=t.patch_size) for t in teachers],
         variants=[], ratios={})
 
     def save():  # after every section: a run cut short still leaves what it measured
@@ -169,12 +168,12 @@ def main(argv=None):
             os.replace(args.out + '.tmp', args.out)
 
     print(f'DMT benchmark on {device} ({result["hardware"].get("gpu") or result["hardware"]["cpu"]}'
-          f', torch {torch.__version__}): {len(model.teachers)} teachers, input {size}',
+          f', torch {torch.__version__}): {len(teachers)} teachers, input {size}',
           flush=True)
 
     flops = None
     if not args.no_flops:
-        flops = dmt_flops(model, size, device)
+        flops = A.dmt_flops(model, size, device)
         result['flops'] = flops
         save()
         t = ', '.join(f'{k} {v / 1e9:.2f}' for k, v in flops['teachers'].items())
@@ -184,7 +183,7 @@ def main(argv=None):
               f'{(flops["train_counted"] or 0) / 1e9:.2f})', flush=True)
 
     if args.pipeline:  # CPU only, a few seconds: first, so a run cut short still has it
-        pipe = B.pipeline_throughput(B.train_pipeline(cfg), B.list_images(args.pipeline),
+        pipe = A.pipeline_throughput(A.train_pipeline(cfg), A.list_images(args.pipeline),
                                      args.pipeline_images)
         result['pipeline'] = pipe
         save()
@@ -195,7 +194,7 @@ def main(argv=None):
     names = list(args.variants)
     names += [p for p in args.peer if p not in names]
     if args.ablate:
-        names += [n for n in B.ABLATIONS if n not in names]
+        names += [n for n in A.ABLATIONS if n not in names]
     compile_last = args.compile or 'optimized-compile' in names
     names = [n for n in names if n != 'optimized-compile']
     for name in names:
@@ -203,11 +202,11 @@ def main(argv=None):
         save()
 
     if args.parts:
-        variant = B.resolve_variant('optimized', device)
+        variant = A.resolve_variant('optimized', device)
         base = next((r for r in result['variants'] if r['variant'] == 'optimized'
                      and 'error' not in r), None)
         bs = base['batch_size'] if base else batch_sizes[-1]
-        parts = B.measure_parts(model, cfg, variant, bs, device, rounds=args.parts_rounds,
+        parts = A.measure_parts(model, cfg, variant, bs, device, rounds=args.parts_rounds,
                                 size=size)
         result['parts'] = parts
         save()
@@ -231,7 +230,7 @@ def main(argv=None):
     ok = [r['images_per_s'] for r in result['variants'] if 'error' not in r]
     if args.pipeline and ok:  # a worker with a core of its own: the CPU-time rate
         pipe['step_images_per_s'] = max(ok)
-        pipe['workers_needed'] = B.workers_needed(max(ok), pipe['images_per_cpu_s'])
+        pipe['workers_needed'] = A.workers_needed(max(ok), pipe['images_per_cpu_s'])
         print(f'data pipeline: the fastest step ({max(ok):.1f} images/s) needs '
               f'{pipe["workers_needed"]} dataloader workers per GPU (25% headroom)', flush=True)
 

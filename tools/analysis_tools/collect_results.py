@@ -19,12 +19,9 @@ reported as mean ± std. Writes results.md, results.csv, results.json (+ PNGs wi
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from dmt_mm.pipeline.report import runs_from_args, write_report  # noqa: E402
-from dmt_mm.pipeline.results import ResultsError, load_manifest  # noqa: E402
+from dmt_mm.study.report import runs_from_args, write_report
+from dmt_mm.study.results import ResultsError, load_manifest
 
 
 def parse_args(argv=None):

@@ -7,21 +7,18 @@ pretraining configs also the heads and every frozen teacher (docs/performance.md
 FLOPs are 2 x multiply-adds of matrix products, convolutions and attention, counted by
 ``torch.utils.flop_counter`` with attention on the math backend (``--counter mmengine``:
 mmengine's FlopAnalyzer, in multiply-adds x 2, with an attention handle added); see
-dmt_mm/utils/flops.py. Detection / segmentation configs: the backbone only (heads depend on
+dmt_mm/analysis/flops.py. Detection / segmentation configs: the backbone only (heads depend on
 the number of proposals and the input).
 """
 import argparse
 import json
 import os
 import os.path as osp
-import sys
 
 import torch
 from mmengine.config import Config, DictAction
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
-
-from dmt_mm.utils import flops as F  # noqa: E402
+from dmt_mm import analysis as A
 
 
 def parse_args(argv=None):
@@ -43,14 +40,13 @@ def build(cfg):
 
     from mmengine.registry import MODELS, init_default_scope
 
-    from dmt_mm.engine.benchmark import quiet_mmengine_log
     for module in cfg.get('custom_imports', {}).get('imports', []):
         importlib.import_module(module)
     scope = cfg.get('default_scope', 'mmpretrain')
     importlib.import_module({'mmdet': 'mmdet.models', 'mmseg': 'mmseg.models'}.get(
         scope, 'mmpretrain.models'))
     init_default_scope(scope)
-    with MODELS.switch_scope_and_registry(scope) as models, quiet_mmengine_log():
+    with MODELS.switch_scope_and_registry(scope) as models, A.quiet_mmengine_log():
         return models.build(cfg.model)
 
 
@@ -65,7 +61,7 @@ def backbone_size(backbone, shape):
 def count(fn, module, x, counter):
     """Forward FLOPs of ``fn(x)`` (``module`` owns the weights) with the chosen counter."""
     if counter == 'torch':
-        return F.count_flops(fn, x)['total']
+        return A.count_flops(fn, x)['total']
 
     class Traced(torch.nn.Module):  # jit tracing needs a module with tensor outputs
         def __init__(self):
@@ -77,7 +73,7 @@ def count(fn, module, x, counter):
             if isinstance(out, dict):
                 return out['tokens'] if 'tokens' in out else out['patch']
             return out[-1] if isinstance(out, (list, tuple)) else out
-    return 2 * F.mmengine_flops(Traced(), (x,))['total']  # multiply-adds -> FLOPs
+    return 2 * A.mmengine_flops(Traced(), (x,))['total']  # multiply-adds -> FLOPs
 
 
 def main(argv=None):
@@ -87,25 +83,24 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     is_dmt = cfg.model.get('type') == 'DMT'
     if is_dmt and args.random_teachers:
-        from dmt_mm.engine.benchmark import prepare_config
-        prepare_config(cfg, random_teachers=True)
+        A.prepare_config(cfg, random_teachers=True)
     model = build(cfg)
     model.eval()
     backbone = model.backbone
     size = backbone_size(backbone, args.shape)
     x = torch.randn(1, 3, *size)
     out = dict(config=args.config, input=list(size), counter=args.counter,
-               params_total=F.num_params(model), params_backbone=F.num_params(backbone),
+               params_total=A.num_params(model), params_backbone=A.num_params(backbone),
                unit='FLOPs (2 per multiply-add) per image, forward')
     with torch.no_grad():
         fwd = backbone.forward_tokens if hasattr(backbone, 'forward_tokens') else backbone
         out['backbone'] = count(fwd, backbone, x, args.counter)
         if is_dmt:
-            out['teachers'] = {t.name: dict(params=F.num_params(t.backbone),
+            out['teachers'] = {t.name: dict(params=A.num_params(t.backbone),
                                             flops=count(t, t.backbone, x, args.counter))
-                               for t in model.teachers}
+                               for t in model.target_generator.teachers}
     if is_dmt:
-        out['dmt'] = F.dmt_flops(model, size, torch.device('cpu'), counted_train=False)
+        out['dmt'] = A.dmt_flops(model, size, torch.device('cpu'), counted_train=False)
 
     print(f'{args.config}\ninput {size[0]}x{size[1]}, counter {args.counter}')
     print(f'params: model {out["params_total"] / 1e6:.2f} M (trained), backbone '

@@ -103,7 +103,7 @@ missing = []
 for name in ['torch', 'torchvision', 'cv2', 'numpy', 'yaml', 'rich', 'addict', 'termcolor',
              'yapf', 'einops', 'markdown', 'importlib_metadata', 'modelindex', 'mat4py',
              'pkg_resources', 'mmengine', 'mmcv', 'mmpretrain', 'mmpretrain.models',
-             'dmt_mm.models', 'dmt_mm.engine', 'dmt_mm.engine.benchmark', 'dmt_mm.utils.flops']:
+             'dmt_mm.models', 'dmt_mm.engine', 'dmt_mm.analysis']:
     try:
         importlib.import_module(name)
     except Exception as exc:  # noqa

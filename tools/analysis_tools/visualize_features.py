@@ -12,13 +12,9 @@ architecture is read from the weights; the number of heads is not stored in weig
 give --num-heads where a model does not use 64 dims per head (ViT-S/16 uses 6 heads of 64:
 fine; MoCo v3's ViT-S uses 12). --random-init LABEL=CONFIG adds the untrained backbone of
 a config (model.backbone) for reference. Default images: public-domain / CC0 photos
-(matplotlib's grace_hopper.jpg and the ones in dmt_mm/pipeline/sample_images/).
+(matplotlib's grace_hopper.jpg and the ones in dmt_mm/study/sample_images/).
 """
 import argparse
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def _pairs(items, flag, cast=str):
@@ -70,7 +66,7 @@ def main(argv=None):
     args = parse_args(argv)
     from collections import OrderedDict
 
-    from dmt_mm.pipeline.features import default_images, load_vit, pca_figure
+    from dmt_mm.study.features import default_images, load_vit, pca_figure
     heads = _pairs(args.num_heads, '--num-heads', int)
     formats = _pairs(args.format, '--format')
     randoms = _pairs(args.random_init, '--random-init')

@@ -3,4 +3,4 @@ _base_ = ['./dmt_vit-toy-p16_mae-mocov3-byol_1xb32-300it_toyworld.py']
 custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.datasets.toy_cls'],
                       allow_failed_imports=False)
 
-model = dict(sfd=None)
+model = dict(head=dict(sfd=None))

@@ -4,6 +4,7 @@ _base_ = ['./dmt_vit-toy-p16_mae-mocov3-byol_1xb32-300it_toyworld.py']
 custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.datasets.toy_cls'],
                       allow_failed_imports=False)
 
-model = dict(teachers=[_base_.model.teachers[2]],
-             teacher_checkpoints=dict(
-                 _delete_=True, byol=_base_.model.teacher_checkpoints['byol']))
+model = dict(target_generator=dict(
+    teachers=[_base_.model.target_generator.teachers[2]],
+    teacher_checkpoints=dict(
+        _delete_=True, byol=_base_.model.target_generator.teacher_checkpoints['byol'])))

@@ -4,7 +4,7 @@
 # (contrastive) and BYOL (EMA self-distillation, standing in for iBOT / DINO: mmpretrain has
 # neither) -- each saved in its official layout and loaded with checkpoint_format='auto',
 # the path a downloaded teacher file takes. Set the files with
-#   --cfg-options model.teacher_checkpoints.mae=PATH model.teacher_checkpoints.mocov3=PATH ...
+#   --cfg-options model.target_generator.teacher_checkpoints.mae=PATH ...
 # (defaults: where `python tools/run_pipeline.py` writes them).
 _base_ = ['../dmt_vit-toy-p16_3xvit-toy_1xb16-40it_toyworld.py', './_base_/toy_ssl_data.py']
 custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.datasets.toy_cls'],
@@ -13,7 +13,7 @@ custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.datasets.toy_cls'],
 img_size = _base_.toy_img_size
 toy_teacher = dict(arch=_base_.toy_teacher_arch, img_size=img_size)
 pipeline_root = 'work_dirs/pipeline/'
-model = dict(
+model = dict(target_generator=dict(
     teachers=[
         dict(type='FrozenViTTeacher', name='mae', checkpoint_format='auto',
              backbone=dict(toy_teacher, patch_size=16)),
@@ -27,7 +27,7 @@ model = dict(
         mae=pipeline_root + 'teacher_mae/mae_pretrain_vit_toy.pth',
         mocov3=pipeline_root + 'teacher_mocov3/mocov3_vit-toy-p8.pth.tar',
         byol=pipeline_root + 'teacher_byol/byol_vittoy16_pretrain_full_checkpoint.pth'),
-    allow_random_teachers=False)
+    allow_random_teachers=False))
 
 train_pipeline = _base_.toy_one_view_pipeline
 train_dataloader = dict(

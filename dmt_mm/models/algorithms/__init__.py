@@ -1,3 +1,3 @@
-from .dmt import DMT, resize_tokens
+from .dmt import DMT, upgrade_state_dict
 
-__all__ = ['DMT', 'resize_tokens']
+__all__ = ['DMT', 'upgrade_state_dict']

@@ -1,6 +1,9 @@
 """Per-teacher target normalisation: without it the teacher with the largest feature scale
 dominates the distillation loss (MAE, MoCo v3 and iBOT features differ by orders of magnitude).
 
+Configs name them by registered type, ``dict(type='PHISTargetNorm', max_updates=1000)``; a
+shorthand string stands for one type with its defaults:
+
 * ``'none'`` -> :class:`IdentityTargetNorm`;
 * ``'ln'`` -> :class:`LNTargetNorm`: LayerNorm over channels without affine (Feature
   Distillation / G2SD), stateless;
@@ -28,6 +31,8 @@ import torch.nn.functional as F
 from mmengine.dist import all_reduce
 from mmengine.logging import print_log
 from mmpretrain.registry import MODELS
+
+from ..utils import build_part
 
 
 class _TargetNorm(nn.Module):
@@ -260,20 +265,27 @@ class PHISTargetNorm(_RunningStatsNorm):
         return (x - self.shift) @ self.proj
 
 
-TARGET_NORM_ALIASES = {'none': 'IdentityTargetNorm', 'ln': 'LNTargetNorm',
-                       'ema_std': 'EMAStdTargetNorm', 'phis': 'PHISTargetNorm'}
+TARGET_NORM_SHORTHANDS = {'none': 'IdentityTargetNorm', 'ln': 'LNTargetNorm',
+                          'ema_std': 'EMAStdTargetNorm', 'phis': 'PHISTargetNorm'}
 
 
-def build_target_norm(spec: Union[str, dict, None], dims: int) -> nn.Module:
-    """Build a normaliser from ``'ln'`` / ``'none'`` / ``'ema_std'`` / ``'phis'`` or a config
-    dict (``dict(type='PHISTargetNorm', max_updates=1000)``; ``type`` may be an alias)."""
-    if spec is None:
-        spec = 'none'
-    cfg = dict(type=spec) if isinstance(spec, str) else dict(spec)
-    name = cfg.get('type')
-    cfg['type'] = TARGET_NORM_ALIASES.get(name, name)
-    if cfg['type'] not in TARGET_NORM_ALIASES.values() and MODELS.get(cfg['type']) is None:
-        raise ValueError(f'unknown target_norm {name!r}; use one of '
-                         f'{sorted(TARGET_NORM_ALIASES)} or a registered normaliser type')
-    cfg.setdefault('dims', dims)
-    return MODELS.build(cfg)
+def build_target_norm(spec: Union[str, dict], dims: int, where: str = 'target_norm'
+                      ) -> nn.Module:
+    """Build a normaliser for ``dims`` channels from a config dict with a registered type
+    (``dict(type='PHISTargetNorm', max_updates=1000)``) or a shorthand string that stands
+    for that type with its defaults (``'ln'``, ``'none'``, ``'ema_std'``, ``'phis'``)."""
+    if isinstance(spec, str):
+        if spec not in TARGET_NORM_SHORTHANDS:
+            raise ValueError(f'{where}: unknown shorthand {spec!r}; use one of '
+                             f'{sorted(TARGET_NORM_SHORTHANDS)} or dict(type=<a registered '
+                             f'normaliser>, ...): {sorted(TARGET_NORM_SHORTHANDS.values())}')
+        spec = dict(type=TARGET_NORM_SHORTHANDS[spec])
+    if not isinstance(spec, dict):
+        raise ValueError(f'{where}: expected a shorthand string or a config dict, got {spec!r}')
+    if spec.get('type') in TARGET_NORM_SHORTHANDS:
+        raise ValueError(f'{where}: type={spec["type"]!r} is a shorthand; inside a dict write '
+                         f'type={TARGET_NORM_SHORTHANDS[spec["type"]]!r}')
+    cls = MODELS.get(spec['type']) if isinstance(spec.get('type'), str) else None
+    if cls is not None and not (isinstance(cls, type) and issubclass(cls, _TargetNorm)):
+        raise ValueError(f'{where}: {spec["type"]} is not a target normaliser')
+    return build_part(spec, where, filled=dict(dims=dims))

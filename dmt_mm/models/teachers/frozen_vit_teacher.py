@@ -68,7 +68,8 @@ class FrozenViTTeacher(BaseModule):
         # x_teacher = (x_data * data_std + data_mean - mean) / std = x_data * scale + shift
         scale = [ds / s for ds, s in zip(data_std, std)]
         shift = [(dm - m) / s for dm, m, s in zip(data_mean, mean, std)]
-        self.renormalize = any(abs(a - 1) > 1e-6 for a in scale) or any(abs(b) > 1e-6 for b in shift)
+        self.renormalize = (any(abs(a - 1) > 1e-6 for a in scale)
+                            or any(abs(b) > 1e-6 for b in shift))
         self.register_buffer('pixel_scale', torch.tensor(scale).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('pixel_shift', torch.tensor(shift).view(1, 3, 1, 1), persistent=False)
         self.register_load_state_dict_pre_hook(self._drop_saved_teacher_weights)

@@ -22,7 +22,7 @@ trained; frozen teachers run forward only. ``train_counted`` (fwd + bwd counted 
 a real step) cross-checks it.
 """
 from collections import Counter
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -90,9 +90,10 @@ def _dummy_images(model, batch: int, img_size, device):
 def dmt_flops(model, img_size, device=None, batch: int = 2, counted_train: bool = True) -> Dict:
     """Per-image FLOPs of a DMT algorithm at ``img_size`` (int or (h, w)).
 
-    Returns ``teachers`` {name: forward FLOPs}, ``teachers_total``, ``student`` (forward,
-    incl. the MAE decoder when masking), ``heads`` (TFD heads, SFD adaptors, target norms,
-    losses: forward), ``forward`` (all), ``train`` (the 3x / 1x convention, module
+    Returns ``teachers`` {name: forward FLOPs}, ``teachers_total``, ``teacher_targets``
+    (the target generator: teachers, resizing, target norms), ``student`` (forward, incl. the
+    MAE decoder when masking), ``heads`` (the distillation head: TFD heads, SFD adaptors,
+    losses; forward), ``forward`` (all), ``train`` (the 3x / 1x convention, module
     docstring), ``train_counted`` (forward + backward counted on a real step, or None) and
     params (``params_student``, ``params_heads``, ``params_teachers``).
     """
@@ -102,12 +103,13 @@ def dmt_flops(model, img_size, device=None, batch: int = 2, counted_train: bool 
     model.eval()  # same FLOPs; running target statistics stay untouched
     try:
         grid = model._student_grid(x)
+        generator = model.target_generator
         teachers = {}
-        for teacher in model.teachers:
+        for teacher in generator.teachers:
             teachers[teacher.name] = count_flops(teacher, x)['total'] / batch
         student = count_flops(model.student_features, x)['total'] / batch
         total = count_flops(model.loss, x)['total'] / batch
-        t_targets = count_flops(model.teacher_targets, x, grid)['total'] / batch
+        t_targets = count_flops(generator, x, grid)['total'] / batch
         train_counted = None
         if counted_train:
             train_counted = count_flops(model.loss, x, backward=True)['total'] / batch
@@ -116,9 +118,9 @@ def dmt_flops(model, img_size, device=None, batch: int = 2, counted_train: bool 
         model.train(was_training)
     heads = total - student - t_targets
     teachers_total = sum(teachers.values())
-    params_teachers = {t.name: num_params(t.backbone) for t in model.teachers}
+    params_teachers = {t.name: num_params(t.backbone) for t in model.target_generator.teachers}
     params_student = num_params(model.backbone) + (
-        num_params(model.decoder) if getattr(model, 'decoder', None) is not None else 0)
+        num_params(model.neck) if model.neck is not None else 0)
     return dict(
         img_size=img_size, teachers=teachers, teachers_total=teachers_total,
         teacher_targets=t_targets, student=student, heads=heads, forward=total,
@@ -130,15 +132,3 @@ def dmt_flops(model, img_size, device=None, batch: int = 2, counted_train: bool 
                    ', SDPA counted via the math backend); train = 3 x (student + heads) + '
                    '1 x teachers forward')
 
-
-def backbone_flops(backbone: torch.nn.Module, img_size, device=None,
-                   batch: int = 1) -> Optional[float]:
-    """Per-image forward FLOPs of any backbone (its ``forward`` on (batch, 3, h, w))."""
-    device = device or next(backbone.parameters()).device
-    x = _dummy_images(backbone, batch, img_size, device)
-    was_training = backbone.training
-    backbone.eval()
-    try:
-        return count_flops(backbone, x)['total'] / batch
-    finally:
-        backbone.train(was_training)

@@ -9,18 +9,15 @@ seeds 0..N-1 (the teachers play the part of downloaded checkpoints: trained once
 Every stage runs the project's own tools as subprocesses (``tools/train.py``,
 ``tools/test.py``, ``tools/model_converters/extract_student.py``) on the configs in
 ``configs/toy/pipeline/``; the commands are in each stage's ``stage.log``, so any stage
-can be rerun by hand.
+can be rerun by hand. Where the tools and configs are is the caller's to say
+(``StudyOptions.tools_dir`` / ``configs_dir``; ``tools/run_pipeline.py`` passes its
+checkout's), so the package never guesses a source tree from its own location.
 """
-import os
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from .runner import Stage, StageRunner, command
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(REPO, 'tools')
-PIPELINE_CONFIGS = osp.join(REPO, 'configs', 'toy', 'pipeline')
 
 # the three toy teachers: config, mmpretrain algorithm, official layout and file name
 TEACHERS = [
@@ -125,7 +122,11 @@ def _student_heads(config: str) -> int:
 
 @dataclass
 class StudyOptions:
-    """What to run (see tools/run_pipeline.py for the command-line flags)."""
+    """What to run (see tools/run_pipeline.py for the command-line flags), and where:
+    ``tools_dir`` holds train.py / test.py / model_converters / analysis_tools,
+    ``configs_dir`` the study's configs (a checkout's ``configs/toy/pipeline``)."""
+    tools_dir: str = ''
+    configs_dir: str = ''
     work_dir: str = 'work_dirs/pipeline'
     profile: str = 'default'
     with_baselines: bool = False
@@ -133,6 +134,14 @@ class StudyOptions:
     methods: Optional[List[str]] = None      # explicit method list (default: dmt [+ baselines])
     overrides: Dict = field(default_factory=dict)  # profile entries to change
     images: Optional[List[str]] = None       # PCA picture photos (default: bundled ones)
+
+    def check_paths(self) -> None:
+        for label, folder, needed in (('tools_dir', self.tools_dir, 'train.py'),
+                                      ('configs_dir', self.configs_dir,
+                                       METHODS['dmt']['config'])):
+            if not folder or not osp.isfile(osp.join(folder, needed)):
+                raise ValueError(f'{label}={folder!r} does not hold {needed}: pass the '
+                                 f'folder of a dmt_mm checkout (tools/run_pipeline.py does)')
 
     def lengths(self) -> Dict:
         if self.profile not in PROFILES:
@@ -161,11 +170,6 @@ def _suffix(seed: int) -> str:
     return '' if seed == 0 else f'_s{seed}'
 
 
-def _train(config: str, work_dir: str, options: List[str]) -> List[str]:
-    argv = [osp.join(TOOLS, 'train.py'), config, '--work-dir', work_dir]
-    return argv + (['--cfg-options'] + options if options else [])
-
-
 def _log_options(lengths: Dict) -> List[str]:
     return [] if lengths['log_interval'] is None else \
         [f'default_hooks.logger.interval={lengths["log_interval"]}']
@@ -175,7 +179,10 @@ class Study:
     """Builds the stage list and the run manifest of one study under ``work_dir``."""
 
     def __init__(self, options: StudyOptions):
+        options.check_paths()
         self.opts = options
+        self.tools = osp.abspath(options.tools_dir)
+        self.configs = osp.abspath(options.configs_dir)
         self.root = osp.abspath(options.work_dir)
         self.lengths = options.lengths()
         self.methods = options.method_keys()
@@ -184,6 +191,16 @@ class Study:
 
     def path(self, *parts) -> str:
         return osp.join(self.root, *parts)
+
+    def config(self, name: str) -> str:
+        return osp.join(self.configs, name)
+
+    def tool(self, *parts) -> str:
+        return osp.join(self.tools, *parts)
+
+    def _train(self, config: str, work_dir: str, options: List[str]) -> List[str]:
+        argv = [self.tool('train.py'), config, '--work-dir', work_dir]
+        return argv + (['--cfg-options'] + options if options else [])
 
     # ------------------------------------------------------------------ stages
     def stages(self) -> List[Stage]:
@@ -225,8 +242,8 @@ class Study:
         name = f'teacher_{teacher["name"]}'
         work_dir = self.path(name)
         iters = self.lengths['teacher_iters']
-        train = _train(osp.join(PIPELINE_CONFIGS, teacher['config']), work_dir,
-                       [f'train_cfg.max_iters={iters}'] + _log_options(self.lengths))
+        train = self._train(self.config(teacher['config']), work_dir,
+                            [f'train_cfg.max_iters={iters}'] + _log_options(self.lengths))
 
         def export(stage_dir, teacher=teacher, iters=iters):
             from dmt_mm.utils.official_export import (export_algorithm_checkpoint,
@@ -243,29 +260,27 @@ class Study:
                       command(func=export, label=f'export_{teacher["fmt"]}')],
                      deps=['data'], outputs=[teacher['file']],
                      spec=dict(export=teacher['fmt'], file=teacher['file'],
-                               config=config_digest(osp.join(PIPELINE_CONFIGS,
-                                                             teacher['config']))))
+                               config=config_digest(self.config(teacher['config']))))
 
     def _pretrain_stages(self, key: str, seed: int):
         method = METHODS[key]
         name = f'{key}{_suffix(seed)}'
         work_dir = self.path(name)
         iters = self.lengths['dmt_iters']
-        options = [f'model.teacher_checkpoints.{t["name"]}=' +
+        options = [f'model.target_generator.teacher_checkpoints.{t["name"]}=' +
                    self.path(f'teacher_{t["name"]}', t['file'])
                    for t in TEACHERS if t['name'] in method['teachers']]
         options += [f'train_cfg.max_iters={iters}', f'randomness.seed={seed}']
-        train = _train(osp.join(PIPELINE_CONFIGS, method['config']), work_dir,
-                       options + _log_options(self.lengths))
+        train = self._train(self.config(method['config']), work_dir,
+                            options + _log_options(self.lengths))
         pre = Stage(name, f'{method["label"]}: distilling {len(method["teachers"])} '
                     f'teacher(s) into the toy student ({iters} iters, seed {seed})',
                     [command(train, label='train')],
                     deps=['data'] + [f'teacher_{t}' for t in method['teachers']],
                     outputs=[f'iter_{iters}.pth'],
-                    spec=dict(config=config_digest(osp.join(PIPELINE_CONFIGS,
-                                                            method['config']))))
+                    spec=dict(config=config_digest(self.config(method['config']))))
         ext_name = f'extract_{name}'
-        extract = [osp.join(TOOLS, 'model_converters', 'extract_student.py'),
+        extract = [self.tool('model_converters', 'extract_student.py'),
                    osp.join(work_dir, f'iter_{iters}.pth'), self.path(ext_name, STUDENT_FILE)]
         ext = Stage(ext_name, f'extracting the student of {name}',
                     [command(extract, label='extract_student')], deps=[name],
@@ -276,7 +291,7 @@ class Study:
         spec = TRANSFER[task]
         name = f'{task}_{key}{_suffix(seed)}'
         work_dir = self.path(name)
-        config = osp.join(PIPELINE_CONFIGS, spec['config'])
+        config = self.config(spec['config'])
         if spec['by'] == 'iters':
             n = self.lengths[f'{task}_iters']
             options = [f'train_cfg.max_iters={n}']
@@ -292,11 +307,11 @@ class Study:
         else:
             options.append(f'model.backbone.init_cfg.checkpoint={student}')
         options.append(f'randomness.seed={seed}')
-        train = _train(config, work_dir, options + _log_options(self.lengths))
+        train = self._train(config, work_dir, options + _log_options(self.lengths))
         train.append('--no-validate')  # evaluated once, by tools/test.py
         # the same options as training, so the config test.py dumps into the work dir
         # (over the training one) describes the same model
-        test = [osp.join(TOOLS, 'test.py'), config, osp.join(work_dir, ckpt), '--work-dir',
+        test = [self.tool('test.py'), config, osp.join(work_dir, ckpt), '--work-dir',
                 work_dir, '--cfg-options'] + options
         label = METHODS[key]['label']
         deps = ['data'] + ([f'extract_{key}{_suffix(seed)}'] if student else [])
@@ -315,7 +330,7 @@ class Study:
         def write_runs(stage_dir, runs=runs):
             write_manifest(runs, manifest)
 
-        collect = [osp.join(TOOLS, 'analysis_tools', 'collect_results.py'), '--manifest',
+        collect = [self.tool('analysis_tools', 'collect_results.py'), '--manifest',
                    manifest, '--out-dir', out_dir, '--plots', '--title',
                    'DMT in miniature: transfer of the toy student', '--note', *TABLE_NOTES]
         return Stage('results', 'results table, loss curves and the feature PCA picture',
@@ -330,9 +345,9 @@ class Study:
     def _pca_command(self, out_dir: str, deps: List[str]) -> List[str]:
         """visualize_features.py over every teacher file and the students of seed 0."""
         from mmengine.config import Config
-        teacher_heads = Config.fromfile(osp.join(PIPELINE_CONFIGS, '_base_',
-                                                 'toy_ssl_data.py')).toy_teacher_arch.num_heads
-        argv = [osp.join(TOOLS, 'analysis_tools', 'visualize_features.py'), '--out',
+        teacher_heads = Config.fromfile(self.config(osp.join(
+            '_base_', 'toy_ssl_data.py'))).toy_teacher_arch.num_heads
+        argv = [self.tool('analysis_tools', 'visualize_features.py'), '--out',
                 osp.join(out_dir, 'pca_features.png'), '--size', str(self.lengths['pca_size'])]
         heads = []
         for t in TEACHERS:
@@ -346,11 +361,11 @@ class Study:
             name = f'extract_{key}{_suffix(self.seeds[0])}'
             if config is None or name not in deps:
                 continue
-            student_cfg = student_cfg or osp.join(PIPELINE_CONFIGS, config)
+            student_cfg = student_cfg or self.config(config)
             label = f'student: {METHODS[key]["label"]}'
             argv += ['--model', label, self.path(name, STUDENT_FILE)]
             heads.append(f'{label}={_student_heads(student_cfg)}')
-        student_cfg = student_cfg or osp.join(PIPELINE_CONFIGS, METHODS['dmt']['config'])
+        student_cfg = student_cfg or self.config(METHODS['dmt']['config'])
         argv += ['--random-init', f'student: random init={student_cfg}']
         if heads:
             argv += ['--num-heads'] + heads
@@ -360,11 +375,10 @@ class Study:
 
     # ------------------------------------------------------------------ running
     def run(self, threads: int = 1, verbose: bool = False, print_fn=print):
+        """Run the stages; the tools run in subprocesses with this process's environment
+        (the installed dmt_mm, or the PYTHONPATH it was given) plus the thread limits."""
         stages = self.stages()
-        env = dict(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
-                   PYTHONPATH=os.pathsep.join(
-                       [REPO] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep)
-                                 if p]))
+        env = dict(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         runner = StageRunner(self.root, cwd=self.root, env=env, verbose=verbose,
                              print_fn=print_fn)
         return runner.run(stages)

@@ -1,0 +1,93 @@
+"""Hardware description, MFU and the Markdown table of benchmark results (BENCHMARKS.md)."""
+import os
+from typing import Dict, Optional, Sequence
+
+import torch
+
+# dense bf16 tensor-core peaks (TFLOP/s, no sparsity), from the vendors' data sheets
+PEAK_BF16_TFLOPS = (('H200', 989.0), ('H100 PCIe', 756.0), ('H100 NVL', 835.0), ('H100', 989.0),
+                    ('GH200', 989.0), ('B200', 2250.0), ('A100', 312.0), ('L40S', 362.0),
+                    ('A10G', 70.0), ('L4', 121.0))
+
+
+def device_info(device) -> Dict:
+    import platform
+    info = dict(torch=torch.__version__, python=platform.python_version(),
+                machine=platform.machine(), threads=torch.get_num_threads(),
+                cpu_count=os.cpu_count())
+    try:
+        with open('/proc/cpuinfo') as f:
+            info['cpu'] = next((line.split(':', 1)[1].strip() for line in f
+                                if line.startswith('model name')), platform.processor())
+    except OSError:
+        info['cpu'] = platform.processor()
+    if torch.device(device).type == 'cuda':
+        props = torch.cuda.get_device_properties(device)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2 ** 30, 1),
+                    cuda=torch.version.cuda, capability=f'{props.major}.{props.minor}')
+    return info
+
+
+def default_peak_tflops(device) -> Optional[float]:
+    """Dense bf16 peak of the detected GPU (None on CPU or an unknown GPU)."""
+    if torch.device(device).type != 'cuda':
+        return None
+    name = torch.cuda.get_device_properties(device).name
+    return next((peak for key, peak in PEAK_BF16_TFLOPS if key in name), None)
+
+
+def mfu(train_flops_per_image, images_per_s, peak_tflops) -> Optional[float]:
+    if not peak_tflops or not train_flops_per_image:
+        return None
+    return train_flops_per_image * images_per_s / (peak_tflops * 1e12)
+
+
+def markdown_summary(results: Sequence[Dict]) -> str:
+    """A Markdown table of benchmark JSON results (what BENCHMARKS.md shows)."""
+    rows = ['| run | variant | batch | images/s | step ms (median) | step CPU ms | TFLOP/s | MFU |'
+            ' peak memory | optimized / this |', '|---|---|---|---|---|---|---|---|---|---|']
+    lines = []
+    for res in results:
+        hw = res.get('hardware', {})
+        where = hw.get('gpu') or hw.get('cpu', '?')
+        lines.append(f'- `{res.get("command", "?")}`: {where}, torch {hw.get("torch", "?")}, '
+                     f'{res.get("date", "?")}; peak {res.get("peak_tflops")} TFLOP/s')
+        base = next((v for v in res['variants'] if v['variant'] == 'optimized'
+                     and 'error' not in v), None)
+        for v in res['variants']:
+            if 'error' in v:
+                rows.append(f'| {res.get("date", "")[:10]} | {v["variant"]} | failed: '
+                            f'{v["error"][:80]} ||||||||')
+                continue
+            mfu = '' if v.get('mfu') is None else f'{100 * v["mfu"]:.1f}%'
+            tf = '' if v.get('achieved_tflops') is None else f'{v["achieved_tflops"]:.3g}'
+            ratio = f'{base["images_per_s"] / v["images_per_s"]:.2f}x' if base else ''
+            cpu = v.get('step_cpu_time_median_s')
+            if cpu and base and base.get('step_cpu_time_median_s'):
+                ratio += f' ({cpu / base["step_cpu_time_median_s"]:.2f}x CPU time)'
+            cpu = f'{1000 * cpu:.1f}' if cpu else ''
+            rows.append(f'| {res.get("date", "")[:10]} | {v["variant"]} | {v["batch_size"]} | '
+                        f'{v["images_per_s"]:.1f} | {1000 * v["step_time_median_s"]:.1f} | {cpu} | '
+                        f'{tf} | {mfu} | {v["peak_memory"]["bytes"] / 2 ** 30:.2f} GiB | {ratio} |')
+        parts = res.get('parts')
+        if parts:
+            for clock in ('wall', 'cpu'):
+                if clock in parts:
+                    c = parts[clock]
+                    lines.append(f'  - parts ({clock} time, batch {parts["batch_size"]}): ' +
+                                 ', '.join(f'{k} {1000 * t:.1f} ms'
+                                           for k, t in c['median_s'].items()) +
+                                 f'; overhead ratio {c["overhead_ratio"]:.3f} (minima '
+                                 f'{c["overhead_ratio_min"]:.3f})')
+        pipe = res.get('pipeline')
+        if pipe:
+            lines.append(f'  - data pipeline: {pipe["images_per_s_per_worker"]:.1f} images/s per '
+                         f'worker (wall), {pipe["images_per_cpu_s"]:.1f} per CPU-second; workers '
+                         f'per GPU needed: {pipe.get("workers_needed", "?")}')
+        flops = res.get('flops')
+        if flops:
+            lines.append(f'  - GFLOPs/image: train {flops["train"] / 1e9:.2f} (student '
+                         f'{flops["student"] / 1e9:.2f}, heads {flops["heads"] / 1e9:.2f}, '
+                         f'teachers {flops["teachers_total"] / 1e9:.2f}); counted fwd+bwd '
+                         f'{(flops.get("train_counted") or 0) / 1e9:.2f}')
+    return '\n'.join(rows + [''] + lines) + '\n'
