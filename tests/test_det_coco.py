@@ -124,6 +124,12 @@ def shrunk_config(path, checkpoint, work_dir, factor=0.25):
         visit(pipeline)
     for augment in cfg.model.data_preprocessor.get('batch_augments') or []:
         augment.size = shrink(augment.size, factor)
+    preprocessor = cfg.model.data_preprocessor
+    if preprocessor.pad_size_divisor > 32:  # ViTDet: the canvas every image is padded to
+        preprocessor.pad_size_divisor = shrink(preprocessor.pad_size_divisor, factor)
+    if cfg.model.backbone.get('rel_pos_img_size'):
+        cfg.model.backbone.rel_pos_img_size = shrink(cfg.model.backbone.rel_pos_img_size,
+                                                     factor)
     cfg.model.backbone.init_cfg.checkpoint = str(checkpoint)
     cfg.model.test_cfg.rcnn.score_thr = 0.0  # an untrained model must still detect something
     for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
