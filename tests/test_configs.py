@@ -42,3 +42,19 @@ def test_config_builds(path):
         'configs must set custom_imports with allow_failed_imports=False'
     model = build_model_from(cfg)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_every_benchmark_config_has_a_protocol_card():
+    """Each config under configs/benchmarks belongs to one protocol: its reference table
+    (tests/data/protocols) lists it, its card exists and names its source at the top."""
+    from protocols import REPO, load_reference, reference_names
+    listed = {}
+    for name in reference_names():
+        ref = load_reference(name)
+        card = (REPO / ref['card']).read_text()
+        assert '**Source:**' in card.split('\n## ')[0], f'{ref["card"]} names no source on top'
+        for path in list(ref['configs'].values()) + list(ref.get('test_configs', {}).values()):
+            assert path not in listed, f'{path} is in {listed.get(path)} and {name}'
+            listed[path] = name
+    shipped = {rel(p) for p in (CONFIGS / 'benchmarks').rglob('*.py') if '_base_' not in p.parts}
+    assert shipped == set(listed), (shipped ^ set(listed))
