@@ -22,9 +22,11 @@ import copy
 import functools
 import importlib
 import math
+import os.path as osp
 import re
 from pathlib import Path
 
+import mmengine.config.utils as mmengine_config_utils
 import yaml
 from mmengine.config import Config
 
@@ -50,6 +52,27 @@ def load_reference(name):
 
 def reference_names():
     return sorted(p.stem for p in REFERENCES.glob('*.yaml'))
+
+
+_mmengine_load = mmengine_config_utils.load
+
+
+@functools.lru_cache(maxsize=None)
+def _read_metafile(path):
+    return _mmengine_load(path)
+
+
+def _load_metafiles_once(path, *args, **kwargs):
+    """mmengine reads every metafile of a package again for each ``package::`` config it
+    resolves (about a second per config here); they do not change during a test run, so
+    they are read once (read-only use: mmengine only looks entries up)."""
+    if not args and not kwargs and isinstance(path, str) and \
+            f'{osp.sep}.mim{osp.sep}' in path and path.endswith(('.yml', '.yaml')):
+        return _read_metafile(path)
+    return _mmengine_load(path, *args, **kwargs)
+
+
+mmengine_config_utils.load = _load_metafiles_once
 
 
 @functools.lru_cache(maxsize=None)

@@ -54,8 +54,9 @@ def ade_sizes():
     return sorted(sizes)
 
 
-@pytest.mark.parametrize('name', ['upernet_dmt-vit-small-p16-f2p_8xb2-amp-160k_ade20k-512x512-ms',
-                                  'upernet_dmt-vit-small-p16-f2p-ibot_4xb4-amp-160k_ade20k-512x512-ms'])
+@pytest.mark.parametrize('name', [
+    'upernet_dmt-vit-small-p16-f2p_8xb2-amp-160k_ade20k-512x512-ms',
+    'upernet_dmt-vit-small-p16-f2p-ibot_4xb4-amp-160k_ade20k-512x512-ms'])
 def test_multiscale_test_resizes_as_the_sources(name):
     import mmseg.datasets  # noqa: F401
     from mmseg.registry import TRANSFORMS

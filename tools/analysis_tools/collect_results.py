@@ -7,7 +7,7 @@
     python tools/analysis_tools/collect_results.py \
         --run DMT pretrain work_dirs/dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k \
         --run DMT cls work_dirs/dmt-vit-small-p16_8xb128-coslr-200e_in1k \
-        --run DMT det work_dirs/cascade-mask-rcnn_dmt-vit-small-p16-f2p-fpn_4conv1fc-giou_8xb4-amp-ms-crop-1x_coco \
+        --run DMT det work_dirs/cascade-mask-rcnn_dmt-vit-small-p16-f2p-fpn_..._8xb4-amp-ms-crop-1x_coco \
         --run DMT seg work_dirs/upernet_dmt-vit-small-p16-f2p_8xb2-amp-160k_ade20k-512x512 \
         --out-dir work_dirs/results --plots
 
