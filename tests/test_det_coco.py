@@ -163,6 +163,7 @@ def read_scalars(work_dir):
     return [json.loads(line) for line in logs[-1].read_text().splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('protocol', ['f2p-fpn', 'win14-simplefpn'])
 def test_real_coco_image_trains_and_evaluates(protocol, tmp_path):
     path = next((CONFIGS / 'benchmarks' / 'mmdet').glob(f'*vit-tiny-p16-{protocol}_*.py'))
