@@ -136,6 +136,7 @@ def shrunk_config(path, checkpoint, work_dir, factor=0.25):
         evaluator.ann_file = str(COCO_MINI / 'instances_785_allcats.json')
     cfg.optim_wrapper.type = 'OptimWrapper'  # AMP needs a GPU
     cfg.optim_wrapper.pop('loss_scale', None)
+    cfg.optim_wrapper.pop('dtype', None)
     cfg.train_cfg.update(max_epochs=1, val_interval=1)
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
     cfg.default_hooks.logger.interval = 1
