@@ -173,22 +173,30 @@ def test_there_are_both_protocols_for_three_sizes():
         assert sum(f'dmt-vit-{arch}-p16' in n for n in names) == 2, names
 
 
-@pytest.mark.parametrize('path', BENCH, ids=rel)
-def test_config_backbone_neck_gives_five_levels(path):
+def check_five_levels(path, h, w):
     cfg, backbone, neck = build_backbone_neck(path)
     arch = cfg.model.backbone.arch
     assert arch in path.name and arch in cfg.model.backbone.init_cfg.checkpoint
     assert cfg.model.backbone.init_cfg.prefix == 'backbone.'
-    sizes = [(224, 448)] + ([(1024, 1024)] if arch == 'vit-tiny' else [])
-    for h, w in sizes:
-        with torch.no_grad():
-            feats = backbone(torch.randn(1, 3, h, w))
-            outs = neck(feats)
-        windowed = cfg.model.backbone.get('window_size', 0) > 0
-        assert len(feats) == (1 if windowed else 4)
-        assert all(f.shape[-2:] == (h // 16, w // 16) for f in feats)
-        assert [tuple(o.shape) for o in outs] == [
-            (1, 256, math.ceil(h / s), math.ceil(w / s)) for s in (4, 8, 16, 32, 64)]
+    with torch.no_grad():
+        feats = backbone(torch.randn(1, 3, h, w))
+        outs = neck(feats)
+    windowed = cfg.model.backbone.get('window_size', 0) > 0
+    assert len(feats) == (1 if windowed else 4)
+    assert all(f.shape[-2:] == (h // 16, w // 16) for f in feats)
+    assert [tuple(o.shape) for o in outs] == [
+        (1, 256, math.ceil(h / s), math.ceil(w / s)) for s in (4, 8, 16, 32, 64)]
+
+
+@pytest.mark.parametrize('path', BENCH, ids=rel)
+def test_config_backbone_neck_gives_five_levels(path):
+    check_five_levels(path, 224, 448)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('path', [p for p in BENCH if 'vit-tiny' in p.name], ids=rel)
+def test_config_backbone_neck_gives_five_levels_at_1024(path):
+    check_five_levels(path, 1024, 1024)
 
 
 # --- loading a pretrained student --------------------------------------------------------
