@@ -8,6 +8,8 @@ import torch
 
 from conftest import CONFIGS, TOOLS, run_tool
 
+pytestmark = pytest.mark.slow  # end-to-end training runs through tools/*.py
+
 FINETUNE = CONFIGS / 'toy' / 'vit-toy-p16_1xb16-coslr-30e_toyworld-cls.py'
 LINEAR = CONFIGS / 'toy' / 'vit-toy-p16_1xb32-linear-coslr-20e_toyworld-cls.py'
 ENV = {'OMP_NUM_THREADS': '1'}  # one thread: a shared 2-core machine is slower with two

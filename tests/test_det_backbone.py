@@ -173,22 +173,30 @@ def test_there_are_both_protocols_for_three_sizes():
         assert sum(f'dmt-vit-{arch}-p16' in n for n in names) == 2, names
 
 
-@pytest.mark.parametrize('path', BENCH, ids=rel)
-def test_config_backbone_neck_gives_five_levels(path):
+def check_five_levels(path, h, w):
     cfg, backbone, neck = build_backbone_neck(path)
     arch = cfg.model.backbone.arch
     assert arch in path.name and arch in cfg.model.backbone.init_cfg.checkpoint
     assert cfg.model.backbone.init_cfg.prefix == 'backbone.'
-    sizes = [(224, 448)] + ([(1024, 1024)] if arch == 'vit-tiny' else [])
-    for h, w in sizes:
-        with torch.no_grad():
-            feats = backbone(torch.randn(1, 3, h, w))
-            outs = neck(feats)
-        windowed = cfg.model.backbone.get('window_size', 0) > 0
-        assert len(feats) == (1 if windowed else 4)
-        assert all(f.shape[-2:] == (h // 16, w // 16) for f in feats)
-        assert [tuple(o.shape) for o in outs] == [
-            (1, 256, math.ceil(h / s), math.ceil(w / s)) for s in (4, 8, 16, 32, 64)]
+    with torch.no_grad():
+        feats = backbone(torch.randn(1, 3, h, w))
+        outs = neck(feats)
+    windowed = cfg.model.backbone.get('window_size', 0) > 0
+    assert len(feats) == (1 if windowed else 4)
+    assert all(f.shape[-2:] == (h // 16, w // 16) for f in feats)
+    assert [tuple(o.shape) for o in outs] == [
+        (1, 256, math.ceil(h / s), math.ceil(w / s)) for s in (4, 8, 16, 32, 64)]
+
+
+@pytest.mark.parametrize('path', BENCH, ids=rel)
+def test_config_backbone_neck_gives_five_levels(path):
+    check_five_levels(path, 224, 448)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('path', [p for p in BENCH if 'vit-tiny' in p.name], ids=rel)
+def test_config_backbone_neck_gives_five_levels_at_1024(path):
+    check_five_levels(path, 1024, 1024)
 
 
 # --- loading a pretrained student --------------------------------------------------------
@@ -206,10 +214,12 @@ def save_student(path, arch='vit-tiny', drop=()):
     return student.state_dict()
 
 
-@pytest.mark.parametrize('protocol,grid', [('win14-simplefpn', (64, 64)),
-                                           ('f2p-fpn', (50, 84))])
+@pytest.mark.parametrize('protocol,grid', [('win14-simplefpn', None), ('f2p-fpn', (50, 63))])
 def test_pretrained_student_loads_and_position_embedding_is_resized(protocol, grid,
                                                                     tmp_path):
+    """iBOT protocol: the CLS token stays and the table is resized at load time to the
+    canvas grid (800 x 1008 px for ViT-S/T); ViTDet: the 14 x 14 table stays (interpolated
+    in forward) and loses its CLS slot, the relative-position tables start at zero."""
     path = next(p for p in BENCH if 'vit-tiny' in p.name and protocol in p.name)
     ckpt = save_student(tmp_path / 'student.pth')
     _, backbone, _ = build_backbone_neck(
@@ -217,15 +227,20 @@ def test_pretrained_student_loads_and_position_embedding_is_resized(protocol, gr
                             checkpoint=str(tmp_path / 'student.pth')))
     backbone.init_weights()
     state = backbone.state_dict()
-    # independent reference: drop the CLS slot, bicubic-resize the 14 x 14 grid
-    C = ckpt['pos_embed'].shape[-1]
-    expected = F.interpolate(ckpt['pos_embed'][:, 1:].reshape(1, 14, 14, C).permute(0, 3, 1, 2),
-                             size=grid, mode='bicubic', align_corners=False)
-    torch.testing.assert_close(state['pos_embed'], expected.flatten(2).transpose(1, 2))
+    src = ckpt['pos_embed']
+    if grid is None:
+        torch.testing.assert_close(state['pos_embed'], src[:, 1:])
+        assert 'cls_token' not in state
+    else:  # independent reference: keep the CLS slot, bicubic-resize the 14 x 14 grid
+        C = src.shape[-1]
+        resized = F.interpolate(src[:, 1:].reshape(1, 14, 14, C).permute(0, 3, 1, 2),
+                                size=grid, mode='bicubic', align_corners=False)
+        torch.testing.assert_close(state['pos_embed'], torch.cat(
+            [src[:, :1], resized.flatten(2).transpose(1, 2)], dim=1))
     for key, value in state.items():
-        if key != 'pos_embed':
+        if key != 'pos_embed' and 'rel_pos' not in key:
             assert torch.equal(value, ckpt[key]), key
-    assert 'cls_token' not in state and 'ln1.weight' not in state  # unused, logged
+    assert 'ln1.weight' not in state  # raw block outputs: the final norm is unused, logged
 
 
 def test_pretrained_loading_errors_name_the_problem(tmp_path):

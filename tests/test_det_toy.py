@@ -15,6 +15,8 @@ import pytest
 from conftest import CONFIGS, TOOLS, run_tool
 from test_det_coco import pycocotools_stats, read_scalars as scalars
 
+pytestmark = pytest.mark.slow  # end-to-end training runs through tools/*.py
+
 CONFIG = CONFIGS / 'toy' / 'cascade-mask-rcnn_vit-toy-simplefpn_1xb4-300it_toyworld.py'
 # Small CPU ops: one thread costs little on an idle machine and avoids OpenMP spin-waits,
 # which made 2-thread runs several times slower on a busy one.

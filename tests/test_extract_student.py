@@ -88,7 +88,9 @@ def test_round_trip_into_toy_models(extracted, config):
     backbone = model.backbone.state_dict()
     state = _load_checkpoint_with_prefix('backbone.', str(dst))
     result = model.backbone.load_state_dict(state, strict=False)
-    assert result.missing_keys == []
+    # a student lacks only the weights fine-tuning adds (e.g. the layer scales of mmseg's
+    # MAE recipe, which the toy segmentation config inherits)
+    assert set(result.missing_keys) == model.backbone.added_weights() - set(state)
     # the only student tensors a task backbone may leave unused: the CLS token (ViTDet
     # style, with_cls_token=False) and the final norm (final_norm=False)
     unused = set(result.unexpected_keys)

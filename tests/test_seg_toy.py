@@ -8,6 +8,8 @@ import pytest
 
 from conftest import CONFIGS, TOOLS, run_tool
 
+pytestmark = pytest.mark.slow  # end-to-end training runs through tools/*.py
+
 TOY = CONFIGS / 'toy' / 'upernet_vit-toy-f2p_1xb4-120it_toyworld-128x128.py'
 TOY_MS = CONFIGS / 'toy' / 'upernet_vit-toy-f2p_1xb4-120it_toyworld-128x128_ms-test.py'
 # one thread per run: with two threads a shared 2-core machine is many times slower

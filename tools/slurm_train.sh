@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training on a Slurm cluster (mmengine launcher "slurm": one task per GPU).
 #   GPUS=32 GPUS_PER_NODE=8 bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]
-# Env: GPUS (total, default 8), GPUS_PER_NODE (default 8), CPUS_PER_TASK (default 5),
+# Env: GPUS (total, default 8), GPUS_PER_NODE (default 8), CPUS_PER_TASK (default: the config's
+#      train_dataloader.num_workers + 1, the loader processes and the training process),
 #      SRUN_ARGS (extra srun arguments, e.g. "--quotatype=reserved").
 set -euo pipefail
 PARTITION=$1
@@ -10,10 +11,12 @@ CONFIG=$3
 WORK_DIR=$4
 GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 PYTHON=${PYTHON:-python}
 DIR="$(cd "$(dirname "$0")" && pwd)"
+if [ -z "${CPUS_PER_TASK:-}" ]; then
+    CPUS_PER_TASK=$("$PYTHON" "$DIR/slurm_cpus.py" "$CONFIG" train_dataloader) || exit 1
+fi
 
 # shellcheck disable=SC2086
 PYTHONPATH="$DIR/..":${PYTHONPATH:-} \

@@ -1,8 +1,10 @@
 """SimpleFPN (ViTDet, Li et al. 2022): a feature pyramid from one stride-16 ViT map.
 
 mmdet's wheel does not ship its ``projects/ViTDet``; this is the same neck built from mmcv
-layers: stride 4 by two deconvolutions, 8 by one, 16 as is, 32 by max-pooling; each level
-then gets a 1x1 and a 3x3 conv with norm. Extra levels (``num_outs`` > 4) max-pool the top.
+layers (detectron2's ``SimpleFeaturePyramid``): stride 4 by two deconvolutions (norm and
+GELU between them), 8 by one, 16 as is, 32 by max-pooling; each level then gets a 1x1 and
+a 3x3 conv, each followed by its norm and no activation (``act_cfg=None``, as both official
+modules). Extra levels (``num_outs`` > 4) max-pool the top (``LastLevelMaxPool``).
 """
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,7 +17,8 @@ from mmengine.model import BaseModule
 class SimpleFPN(BaseModule):
 
     def __init__(self, in_channels, out_channels, num_outs=5,
-                 norm_cfg=dict(type='LN2d', requires_grad=True), init_cfg=None):
+                 norm_cfg=dict(type='LN2d', requires_grad=True), act_cfg=None,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if num_outs < 4:
             raise ValueError(f'SimpleFPN builds 4 scales; num_outs={num_outs} is too few')
@@ -31,10 +34,11 @@ class SimpleFPN(BaseModule):
         ])
         widths = [quarter, half, in_channels, in_channels]
         self.lateral_convs = nn.ModuleList(
-            ConvModule(w, out_channels, 1, norm_cfg=norm_cfg, inplace=False) for w in widths)
+            ConvModule(w, out_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg, inplace=False)
+            for w in widths)
         self.fpn_convs = nn.ModuleList(
             ConvModule(out_channels, out_channels, 3, padding=1, norm_cfg=norm_cfg,
-                       inplace=False) for _ in widths)
+                       act_cfg=act_cfg, inplace=False) for _ in widths)
 
     def forward(self, inputs):
         x = inputs[-1] if isinstance(inputs, (list, tuple)) else inputs

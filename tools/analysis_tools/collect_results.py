@@ -7,7 +7,7 @@
     python tools/analysis_tools/collect_results.py \
         --run DMT pretrain work_dirs/dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k \
         --run DMT cls work_dirs/dmt-vit-small-p16_8xb128-coslr-200e_in1k \
-        --run DMT det work_dirs/cascade-mask-rcnn_dmt-vit-small-p16-f2p-fpn_... \
+        --run DMT det work_dirs/cascade-mask-rcnn_dmt-vit-small-p16-f2p-fpn_..._8xb4-amp-ms-crop-1x_coco \
         --run DMT seg work_dirs/upernet_dmt-vit-small-p16-f2p_8xb2-amp-160k_ade20k-512x512 \
         --out-dir work_dirs/results --plots
 
@@ -15,13 +15,54 @@ TASK: pretrain (its time), cls (top-1), det (AP box, AP mask), seg (mIoU), teach
 curve and time note only). Metrics come from <work_dir>/test_metrics.json (tools/test.py),
 else the last evaluation in <work_dir>/*/vis_data/scalars.json. Seeds of one method are
 reported as mean ± std. Writes results.md, results.csv, results.json (+ PNGs with --plots).
+
+Under the table, each cls / det / seg number says which protocol produced it: the
+``protocol`` entry (name, card, source) of the config mmengine dumped into the work dir
+(docs/protocols/); a config that is not a shipped benchmark config is named as such.
 """
 import argparse
+import glob
 import os
 import os.path as osp
 
 from dmt_mm.study.report import runs_from_args, write_report
 from dmt_mm.study.results import ResultsError, load_manifest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+BENCHMARKS = {osp.basename(p) for p in glob.glob(
+    osp.join(REPO, 'configs', 'benchmarks', '**', '*.py'), recursive=True)
+    if '_base_' not in p}
+
+
+def run_config(work_dir):
+    """(file name, config) of the config mmengine dumped into the work dir (newest), or
+    (None, None)."""
+    from mmengine.config import Config
+    dumped = sorted(glob.glob(osp.join(work_dir, '*.py')), key=osp.getmtime) + sorted(
+        glob.glob(osp.join(work_dir, '*', 'vis_data', 'config.py')))
+    for path in reversed(dumped):
+        try:
+            cfg = Config.fromfile(path, import_custom_modules=False)
+        except Exception:  # noqa: BLE001  (not a config: a work dir may hold other .py files)
+            continue
+        return (None if osp.basename(path) == 'config.py' else osp.basename(path)), cfg
+    return None, None
+
+
+def protocol_note(run):
+    """'METHOD TASK: protocol NAME (card CARD; config FILE)' for a transfer run."""
+    name, cfg = run_config(run.work_dir)
+    where = f'{run.method} {run.task}'
+    protocol = cfg.get('protocol') if cfg is not None else None
+    if not protocol:
+        config = f'config {name}' if name else f'no config dumped in {run.work_dir}'
+        return where + f': no benchmark protocol ({config})'
+    run.info[f'{run.task}_protocol'] = dict(protocol)  # results.json, per task
+    if name is not None and name not in BENCHMARKS:
+        return where + (f': config {name}, not a shipped benchmark config, derived from the '
+                        f'{protocol["name"]} protocol ({protocol["card"]})')
+    config = f'; config {name}' if name else ''
+    return where + f': {protocol["name"]} protocol ({protocol["card"]}{config})'
 
 
 def parse_args(argv=None):
@@ -52,11 +93,13 @@ def main(argv=None):
         raise SystemExit(f'error: {exc}') from None
     if not runs:
         raise SystemExit('error: nothing to collect: give --manifest and/or --run')
+    notes = list(args.note) + [protocol_note(r) for r in runs
+                               if r.task in ('cls', 'det', 'seg')]
     out_dir = args.out_dir or (osp.dirname(osp.abspath(args.manifest[0])) if args.manifest
                                else os.getcwd())
     os.makedirs(out_dir, exist_ok=True)
     try:
-        out = write_report(runs, out_dir, title=args.title, notes=args.note, plots=args.plots)
+        out = write_report(runs, out_dir, title=args.title, notes=notes, plots=args.plots)
     except ResultsError as exc:
         raise SystemExit(f'error: {exc}') from None
     print(out['markdown'])

@@ -6,6 +6,9 @@
 # (a DMT checkpoint or tools/model_converters/extract_student.py output). docs/classification.md.
 _base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py'
 custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.engine'], allow_failed_imports=False)
+protocol = dict(name='imagenet-finetune', card='docs/protocols/imagenet_finetune.md',
+                source='open-mmlab/mmpretrain '
+                       'configs/mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py')
 
 model = dict(
     backbone=dict(

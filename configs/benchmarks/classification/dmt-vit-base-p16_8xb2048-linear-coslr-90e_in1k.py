@@ -4,6 +4,9 @@
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH   (see docs/classification.md)
 _base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
 custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.engine'], allow_failed_imports=False)
+protocol = dict(name='imagenet-linear', card='docs/protocols/imagenet_linear.md',
+                source='open-mmlab/mmpretrain '
+                       'configs/mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py')
 
 model = dict(
     backbone=dict(

@@ -1,6 +1,7 @@
 # DMT ViT-Base/16 student on COCO, ViTDet protocol: Cascade Mask R-CNN, SimpleFPN from the last
-# block, 14x14 windowed attention (global blocks 2/5/8/11), LSJ 1024, 100 epochs, batch 64
-# (8 GPUs x 8), layer decay 0.7, AMP. Set the student checkpoint with
+# block, 14x14 windowed attention (global blocks 2/5/8/11) with relative position bias, LSJ
+# 1024, 100 epochs, batch 64 (8 GPUs x 8), layer decay 0.7, fp16 AMP
+# (docs/protocols/coco_vitdet.md). Set the student checkpoint with
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
 # (a DMT checkpoint or tools/model_converters/extract_student.py output). See
 # docs/detection.md.
