@@ -575,24 +575,21 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small_toy_wo
 
 @pytest.mark.slow
 def test_huge_lr_leaves_no_checkpoint_with_a_nonfinite_value(small_toy_world, tmp_path):
-    """lr = 1e6 on the shipped toy MAE config, a checkpoint every iteration: the run stops
-    at the first NaN / Inf in the weights or the optimizer state, and every checkpoint it
-    left -- and the one --resume would pick -- holds finite values only."""
+    """lr = 1e6 on the shipped toy DMT config, a checkpoint every iteration: the second
+    step's loss is finite but its update is not; the run stops there, and every checkpoint
+    it left -- and the one --resume would pick -- holds finite values only."""
     from dmt_mm.checkpoint import nonfinite_tensors
     work = tmp_path / 'work'
-    proc = run_tool([TOOLS / 'train.py', TOY_MAE, '--work-dir', work, '--cfg-options',
+    proc = run_tool([TOOLS / 'train.py', TOY_DMT, '--work-dir', work, '--cfg-options',
                      'optim_wrapper.optimizer.lr=1e6', 'default_hooks.checkpoint.interval=1',
                      'default_hooks.checkpoint.max_keep_ckpts=-1'],
                     cwd=small_toy_world, check=False, env=ONE_THREAD)
-    _assert_one_line_error(proc, 'Training stopped before anything of this step was saved')
-    assert 'non-finite values after the optimizer step' in proc.stdout \
-        or 'non-finite loss' in proc.stdout
-    checkpoints = sorted(work.glob('iter_*.pth'))
-    assert checkpoints, 'the first steps are finite and saved'
-    for path in checkpoints:
-        assert nonfinite_tensors(safe_torch_load(str(path))) == [], path
-    assert find_resume_checkpoint(str(work)) == str(max(checkpoints, key=lambda p: int(
-        p.stem.split('_')[1])))
+    _assert_one_line_error(proc, 'non-finite values after the optimizer step of iteration 2',
+                           'Training stopped before anything of this step was saved',
+                           f'the newest good checkpoint, {work}/iter_1.pth, is kept')
+    assert sorted(p.name for p in work.glob('iter_*.pth')) == ['iter_1.pth']
+    assert nonfinite_tensors(safe_torch_load(str(work / 'iter_1.pth'))) == []
+    assert find_resume_checkpoint(str(work)) == str(work / 'iter_1.pth')
 
 
 # --- exact resume after kill -9 ----------------------------------------------------------------
@@ -681,6 +678,13 @@ def test_kill_9_and_resume_is_bit_identical_for_the_shipped_configs(name, small_
 
 
 # --- N ranks x B == 1 process x N*B --------------------------------------------------------------
+# Biases whose output BatchNorm normalises away (Feature2Pyramid's deconvolutions, directly
+# or through a bias-free 1x1 lateral conv) have a gradient of exactly zero in exact
+# arithmetic; AdamW (eps 1e-8) turns its rounding noise into lr-sized steps, so any change
+# of summation order moves them: one process with 1 thread vs 2 threads differs there by
+# 2.5e-5 (measured), although no training output depends on them. They get 1e-4.
+ROUNDING_ONLY = {'neck.upsample_4x.0.bias', 'neck.upsample_4x.3.bias',
+                 'neck.upsample_2x.0.bias'}
 # shipped config, batch of the single process (the 2 ranks get half), options shrinking it
 EQUIVALENT = {
     'dmt': (TOY_DMT, 16, ['train_cfg.max_iters=4', 'default_hooks.checkpoint.interval=4']),
@@ -695,7 +699,7 @@ def test_two_ranks_follow_the_one_process_trajectory(name, small_toy_world, tmp_
     """The shipped config as it is (default AdamW eps, dropout in the decode heads, SyncBN in
     the segmentation heads) with the same global batch: 2 gloo ranks x B through
     tools/dist_train.sh and 1 process x 2B reach the same per-iteration losses and final
-    weights within 1e-5."""
+    weights and BN statistics within 1e-5 (see ROUNDING_ONLY)."""
     base, batch, options = EQUIVALENT[name]
     cfg = _with_hooks(tmp_path, 'record.py', base, [dict(type='RecordLossHook')])
     single, dist = tmp_path / 'single', tmp_path / 'dist'
@@ -717,5 +721,7 @@ def test_two_ranks_follow_the_one_process_trajectory(name, small_toy_world, tmp_
     w1, w2 = _weights(single / 'iter_4.pth'), _weights(dist / 'iter_4.pth')
     assert w1.keys() == w2.keys()
     for key in w1:
-        torch.testing.assert_close(w2[key], w1[key], rtol=0, atol=1e-5, msg=key)
+        atol = 1e-4 if key in ROUNDING_ONLY else 1e-5
+        torch.testing.assert_close(w2[key].float(), w1[key].float(), rtol=0, atol=atol,
+                                   msg=key)
     assert json.loads((dist / 'rank_consistency.json').read_text())['agree'] is True
