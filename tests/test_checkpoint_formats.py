@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TOOLS, run_tool
+from conftest import TOOLS, run_tool, tool_env
 
 from dmt_mm.checkpoint import safe_torch_load
 from dmt_mm.checkpoint.formats import (CheckpointFormatError, convert_vit_state_dict,
@@ -262,3 +262,18 @@ def test_converter_tool_round_trip(tmp_path, images):
     from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
     sd = _load_checkpoint_with_prefix('backbone.', str(dst))
     assert set(sd) == set(_model().state_dict())
+
+
+def test_checkpoint_package_imports_no_layer_above_it():
+    """dmt_mm.checkpoint sits below the models, the engine and the tools: loading a teacher
+    or converting a file must not pull them in (nor create import cycles with them)."""
+    import subprocess
+    import sys
+    code = ('import sys, dmt_mm.checkpoint, dmt_mm.checkpoint.formats, dmt_mm.checkpoint.export\n'
+            'print(sorted(m for m in sys.modules if m.startswith("dmt_mm.")))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True, env=tool_env()).stdout
+    loaded = eval(out.strip().splitlines()[-1])
+    assert 'dmt_mm.checkpoint.export' in loaded
+    assert not [m for m in loaded if m.startswith(('dmt_mm.models', 'dmt_mm.engine',
+                                                   'dmt_mm.pipeline', 'dmt_mm.datasets'))]
