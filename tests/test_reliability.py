@@ -544,6 +544,41 @@ def test_tools_report_bad_input_in_one_line(small_toy_world, tmp_path):
                     cwd=tmp_path, check=False)
     _assert_one_line_error(proc, 'this is a ResNet checkpoint', 'a ViT is needed')
     assert not (tmp_path / 'out.pth').exists()
+    # a type name no registry knows
+    bad = tmp_path / 'bad.py'
+    bad.write_text(f"_base_ = [{str(TOY_MAE)!r}]\nmodel = dict(type='NoSuchAlgorithm')\n")
+    proc = run_tool([TOOLS / 'train.py', bad, '--work-dir', tmp_path / 'w'], cwd=tmp_path,
+                    check=False, env=ONE_THREAD)
+    _assert_one_line_error(proc, 'NoSuchAlgorithm is not in the mmpretrain::model registry')
+    # an image folder without images
+    (tmp_path / 'data' / 'empty' / 'images').mkdir(parents=True)
+    proc = run_tool([TOOLS / 'train.py', TOY_MAE, '--work-dir', tmp_path / 'w',
+                     '--cfg-options', 'train_dataloader.dataset.type=mmpretrain.CustomDataset',
+                     'train_dataloader.dataset.data_root=data/empty/',
+                     'train_dataloader.dataset.data_prefix=images'],
+                    cwd=tmp_path, check=False, env=ONE_THREAD)
+    assert proc.returncode != 0 and 'data/empty/images' in proc.stdout
+    assert 'no samples' in proc.stdout or 'Found 0 files' in proc.stdout
+
+
+@pytest.mark.slow
+def test_resume_with_a_checkpoint_of_another_model_is_refused(small_toy_world, tmp_path):
+    """mmengine loads Runner checkpoints with strict=False and only logs mismatches: a
+    checkpoint of another model would leave layers at their initial values."""
+    from dmt_mm.models.backbones import DMTViT
+    wider = DMTViT(arch=dict(embed_dims=96, num_layers=2, num_heads=2,
+                             feedforward_channels=128), img_size=64, patch_size=16)
+    import io
+    buffer = io.BytesIO()
+    torch.save({'meta': {'epoch': 0, 'iter': 2, 'seed': 0},
+                'state_dict': {'backbone.' + k: v for k, v in wider.state_dict().items()}},
+               buffer)
+    AtomicLocalBackend().put(buffer.getvalue(), str(tmp_path / 'iter_2.pth'))
+    proc = run_tool([TOOLS / 'train.py', TOY_MAE, '--work-dir', tmp_path / 'w', '--resume',
+                     tmp_path / 'iter_2.pth'], cwd=small_toy_world, check=False,
+                    env=ONE_THREAD)
+    _assert_one_line_error(proc, 'the checkpoint does not match the model of this config',
+                           'wrong shapes')
 
 
 @pytest.mark.slow
@@ -651,27 +686,47 @@ RESUMABLE = {
 }
 
 
+def _options(name):
+    return ['--cfg-options', *RESUMABLE[name][1], 'default_hooks.checkpoint.max_keep_ckpts=-1']
+
+
+@pytest.fixture(scope='module')
+def straight_run(small_toy_world, tmp_path_factory):
+    """The uninterrupted 1-process run of a RESUMABLE config (recording its losses), made on
+    first use and shared by the resume and the data-parallel tests."""
+    runs = {}
+
+    def get(name):
+        if name not in runs:
+            folder = tmp_path_factory.mktemp(f'straight_{name}')
+            cfg = _with_hooks(folder, 'record.py', RESUMABLE[name][0],
+                              [dict(type='RecordLossHook')])
+            run_tool([TOOLS / 'train.py', cfg, '--work-dir', folder / 'run', *_options(name)],
+                     cwd=small_toy_world, env=ONE_THREAD)
+            runs[name] = folder / 'run'
+        return runs[name]
+    return get
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(RESUMABLE))
-def test_kill_9_and_resume_is_bit_identical_for_the_shipped_configs(name, small_toy_world,
+def test_kill_9_and_resume_is_bit_identical_for_the_shipped_configs(name, straight_run,
+                                                                    small_toy_world,
                                                                     tmp_path):
     """kill -9 in the middle of an iteration after a checkpoint, then ``--resume``: the
     final weights equal an uninterrupted run's bit for bit. 'dmt-epochs' is the epoch-based
     loop of the ImageNet DMT configs: it resumes into epoch 3 (pass 2 over the data)."""
-    base, options, kill_at, final = RESUMABLE[name]
-    options = ['--cfg-options', *options, 'default_hooks.checkpoint.max_keep_ckpts=-1']
-    straight, killed = tmp_path / 'straight', tmp_path / 'killed'
-    run_tool([TOOLS / 'train.py', base, '--work-dir', straight, *options],
-             cwd=small_toy_world, env=ONE_THREAD)
+    base, _, kill_at, final = RESUMABLE[name]
+    killed = tmp_path / 'killed'
     cfg = _with_hooks(tmp_path, 'kill.py', base, [dict(type='KillOnceHook', at_iter=kill_at)])
-    proc = run_tool([TOOLS / 'train.py', cfg, '--work-dir', killed, *options],
+    proc = run_tool([TOOLS / 'train.py', cfg, '--work-dir', killed, *_options(name)],
                     cwd=small_toy_world, env=ONE_THREAD, check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stdout[-3000:]
     assert not (killed / final).exists()
-    out = run_tool([TOOLS / 'train.py', cfg, '--work-dir', killed, '--resume', *options],
-                   cwd=small_toy_world, env=ONE_THREAD)
+    out = run_tool([TOOLS / 'train.py', cfg, '--work-dir', killed, '--resume',
+                    *_options(name)], cwd=small_toy_world, env=ONE_THREAD)
     assert 'resumed' in out.stdout.lower()
-    a, b = _weights(straight / final), _weights(killed / final)
+    a, b = _weights(straight_run(name) / final), _weights(killed / final)
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f'{len(different)} of {len(a)} tensors differ, e.g. {different[:4]}'
@@ -685,29 +740,19 @@ def test_kill_9_and_resume_is_bit_identical_for_the_shipped_configs(name, small_
 # 2.5e-5 (measured), although no training output depends on them. They get 1e-4.
 ROUNDING_ONLY = {'neck.upsample_4x.0.bias', 'neck.upsample_4x.3.bias',
                  'neck.upsample_2x.0.bias'}
-# shipped config, batch of the single process (the 2 ranks get half), options shrinking it
-EQUIVALENT = {
-    'dmt': (TOY_DMT, 16, ['train_cfg.max_iters=4', 'default_hooks.checkpoint.interval=4']),
-    'seg': (TOY_SEG, 4, ['train_cfg.max_iters=4', 'default_hooks.checkpoint.interval=4',
-                         'train_cfg.val_interval=100']),
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize('name', sorted(EQUIVALENT))
-def test_two_ranks_follow_the_one_process_trajectory(name, small_toy_world, tmp_path):
+@pytest.mark.parametrize('name,rank_batch', [('dmt', 8), ('seg', 2)])
+def test_two_ranks_follow_the_one_process_trajectory(name, rank_batch, straight_run,
+                                                     small_toy_world, tmp_path):
     """The shipped config as it is (default AdamW eps, dropout in the decode heads, SyncBN in
     the segmentation heads) with the same global batch: 2 gloo ranks x B through
     tools/dist_train.sh and 1 process x 2B reach the same per-iteration losses and final
     weights and BN statistics within 1e-5 (see ROUNDING_ONLY)."""
-    base, batch, options = EQUIVALENT[name]
-    cfg = _with_hooks(tmp_path, 'record.py', base, [dict(type='RecordLossHook')])
-    single, dist = tmp_path / 'single', tmp_path / 'dist'
-    run_tool([TOOLS / 'train.py', cfg, '--work-dir', single, '--cfg-options', *options,
-              f'train_dataloader.batch_size={batch}'], cwd=small_toy_world, env=ONE_THREAD)
+    cfg = _with_hooks(tmp_path, 'record.py', RESUMABLE[name][0], [dict(type='RecordLossHook')])
+    single, dist = straight_run(name), tmp_path / 'dist'
     proc = subprocess.run(
         ['bash', str(TOOLS / 'dist_train.sh'), str(cfg), '2', '--work-dir', str(dist),
-         '--cfg-options', *options, f'train_dataloader.batch_size={batch // 2}'],
+         *_options(name), f'train_dataloader.batch_size={rank_batch}'],
         cwd=small_toy_world, env=tool_env(dict(ONE_THREAD, PORT=str(free_port()))),
         capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -725,3 +770,6 @@ def test_two_ranks_follow_the_one_process_trajectory(name, small_toy_world, tmp_
         torch.testing.assert_close(w2[key].float(), w1[key].float(), rtol=0, atol=atol,
                                    msg=key)
     assert json.loads((dist / 'rank_consistency.json').read_text())['agree'] is True
+    states = safe_torch_load(str(dist / 'iter_4.pth'))['meta']['rng_states']
+    assert len(states) == 2  # every rank's RNG states, restored per rank on resume
+    assert states[0]['python'] != states[1]['python']
