@@ -10,7 +10,8 @@ Each piece is a switch of the config's ``reliability`` dict (all on by default),
                             ``PerSampleSeedDataset`` (augmentation seeded per sample)
 ``iteration_seed``          ``IterationSeedHook`` (model randomness seeded per iteration)
 ``per_sample_randomness``   distributed: random draws of the forward taken per sample
-                            (model wrapper ``EquivalentDDP``)
+                            (model wrapper ``EquivalentDDP``; needs ``iteration_seed``,
+                            off with ``compile``)
 ``sync_bn``                 distributed: BN layers synchronised across ranks
                             (mmengine's ``sync_bn='torch'``; gloo-capable on CPU)
 ``nonfinite_guard``         ``NonFiniteGuardHook``
@@ -103,7 +104,7 @@ def _type_name(step):
 
 # --- training ------------------------------------------------------------------------------
 def add_training_defaults(cfg, opts):
-    """Per-sample seeded data, per-iteration seeding, the checkpoint hooks' options."""
+    """Per-sample seeded augmentation and per-iteration seeding (after :func:`resolve_seed`)."""
     seed = cfg.randomness.seed
     loader = cfg.get('train_dataloader')
     if opts['per_sample_seeds'] and loader and 'dataset' in loader:

@@ -107,8 +107,7 @@ class NonFiniteGuardHook(Hook):
     def _newest_good(runner):
         newest = find_resume_checkpoint(runner.work_dir)
         if newest is None:
-            return ('no checkpoint has been written yet, so there is nothing to resume from: '
-                    'start again with a lower lr')
+            return 'no checkpoint has been written yet, so there is nothing to resume from'
         return (f'the newest good checkpoint, {newest}, is kept: continue from it with '
                 '--resume (after lowering the lr)')
 
