@@ -1,6 +1,7 @@
 """Shared test helpers: paths, the shared fixtures folder, running tools as subprocesses."""
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,21 +27,32 @@ def shared_data(*parts):
     return path
 
 
+def tool_env(env=None):
+    """The environment tools run in: this checkout first on the path, and a fixed thread
+    count whatever the caller's shell says (CPU results depend on it)."""
+    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / 'tests')]),
+                    OMP_NUM_THREADS='2', PYTHONUNBUFFERED='1', PYTHON=sys.executable)
+    full_env.update(env or {})
+    return full_env
+
+
 def run_tool(args, cwd, timeout=900, env=None, check=True):
     """Run ``python <args>`` (a tool of this repo) in ``cwd``; return the CompletedProcess.
 
     On failure the tail of the output is in the assertion message.
     """
-    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / 'tests')]),
-                    OMP_NUM_THREADS='2',
-                    PYTHONUNBUFFERED='1')
-    full_env.update(env or {})
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env,
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=tool_env(env),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f'{args} exited {proc.returncode}:\n{proc.stdout[-6000:]}')
     return proc
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope='session')

@@ -1,4 +1,7 @@
 """Test-only hooks, imported by test configs through custom_imports."""
+import os
+import os.path as osp
+import signal
 import time
 
 import torch
@@ -15,6 +18,23 @@ class SlowDownHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         time.sleep(self.seconds)
+
+
+@HOOKS.register_module()
+class KillOnceHook(Hook):
+    """SIGKILL this process in the middle of iteration ``at_iter`` (1-based, after the
+    optimizer step, before the checkpoint hook) -- once per work dir, so the resumed run
+    goes on."""
+    priority = 'VERY_HIGH'
+
+    def __init__(self, at_iter):
+        self.at_iter = at_iter
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        marker = osp.join(runner.work_dir, 'killed_once')
+        if runner.iter + 1 == self.at_iter and not osp.exists(marker):
+            open(marker, 'w').close()
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @HOOKS.register_module()
@@ -43,7 +63,6 @@ class RecordLossHook(Hook):
 
     def after_train(self, runner):
         import json
-        import os.path as osp
 
         from mmengine.dist import get_rank
         with open(osp.join(runner.work_dir, f'losses_rank{get_rank()}.json'), 'w') as f:

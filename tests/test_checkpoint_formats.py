@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TOOLS, run_tool
+from conftest import TOOLS, run_tool, tool_env
 
+from dmt_mm.checkpoint import safe_torch_load
+from dmt_mm.checkpoint.formats import (CheckpointFormatError, convert_vit_state_dict,
+                                       load_vit_weights)
 from dmt_mm.models.backbones import DMTViT
 from dmt_mm.models.teachers import FrozenViTTeacher
-from dmt_mm.utils.checkpoint_formats import (CheckpointFormatError, convert_vit_state_dict,
-                                             load_vit_weights)
-from dmt_mm.utils.safe_load import safe_torch_load
 
 DIM, DEPTH, HEADS, PATCH, IMG = 32, 3, 4, 8, 32
 ARCH = dict(embed_dims=DIM, num_layers=DEPTH, num_heads=HEADS, feedforward_channels=4 * DIM)
@@ -227,6 +227,19 @@ def test_unknown_layout_and_wrong_explicit_format():
         load_vit_weights(_model(), timm_vit(0), fmt='beit')
 
 
+def test_resnet_file_is_named_as_such():
+    """MoCo v3 also publishes ResNet-50 files, in the same container as its ViTs."""
+    resnet = {'module.base_encoder.conv1.weight': torch.zeros(64, 3, 7, 7),
+              'module.base_encoder.bn1.running_mean': torch.zeros(64),
+              'module.base_encoder.layer3.5.conv2.weight': torch.zeros(256, 256, 3, 3),
+              'module.base_encoder.fc.0.weight': torch.zeros(4096, 2048)}
+    for fmt in ('auto', 'mocov3'):
+        with pytest.raises(CheckpointFormatError, match=r"this is a ResNet checkpoint \(e.g. "
+                           r"'module.base_encoder.layer3.5.conv2.weight' in \['state_dict'\]\),"
+                           ' a ViT is needed'):
+            load_vit_weights(_model(), {'arch': 'resnet50', 'state_dict': resnet}, fmt=fmt)
+
+
 def test_unsupported_encoder_tensors_are_an_error():
     sd = timm_vit(0)
     sd['blocks.0.ls1.gamma'] = torch.ones(DIM)  # layer scale (DINOv2): no slot in the ViT
@@ -249,3 +262,18 @@ def test_converter_tool_round_trip(tmp_path, images):
     from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
     sd = _load_checkpoint_with_prefix('backbone.', str(dst))
     assert set(sd) == set(_model().state_dict())
+
+
+def test_checkpoint_package_imports_no_layer_above_it():
+    """dmt_mm.checkpoint sits below the models, the engine and the tools: loading a teacher
+    or converting a file must not pull them in (nor create import cycles with them)."""
+    import subprocess
+    import sys
+    code = ('import sys, dmt_mm.checkpoint, dmt_mm.checkpoint.formats, dmt_mm.checkpoint.export\n'
+            'print(sorted(m for m in sys.modules if m.startswith("dmt_mm.")))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True, env=tool_env()).stdout
+    loaded = eval(out.strip().splitlines()[-1])
+    assert 'dmt_mm.checkpoint.export' in loaded
+    assert not [m for m in loaded if m.startswith(('dmt_mm.models', 'dmt_mm.engine',
+                                                   'dmt_mm.pipeline', 'dmt_mm.datasets'))]

@@ -13,10 +13,9 @@ from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
 
 from conftest import CONFIGS, TOOLS, run_tool
 
-from dmt_mm.engine.checkpoint import AtomicLocalBackend
+from dmt_mm.checkpoint import AtomicLocalBackend, safe_torch_load
+from dmt_mm.checkpoint.formats import CheckpointFormatError
 from dmt_mm.models.backbones import DMTViT
-from dmt_mm.utils.checkpoint_formats import CheckpointFormatError
-from dmt_mm.utils.safe_load import safe_torch_load
 
 TOY_ARCH = dict(embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=128)
 DET = sorted((CONFIGS / 'toy').glob('cascade-mask-rcnn_vit-toy*.py'))[0]
@@ -124,3 +123,20 @@ def test_ema_weights_and_errors(tmp_path):
                      tmp_path / 'out.pth'], cwd=tmp_path, check=False)
     assert proc.returncode != 0 and 'layers.2.*' in proc.stdout
     assert not (tmp_path / 'out.pth').exists()
+
+
+def test_detection_checkpoint_is_refused_unless_asked_for(tmp_path):
+    """A checkpoint of a detection run has a student-shaped backbone too, fine-tuned for the
+    task: taking it silently would pass a detector's backbone off as the DMT student."""
+    import runpy
+    tool = runpy.run_path(str(TOOLS / 'model_converters' / 'extract_student.py'))
+    student = DMTViT(arch=TOY_ARCH, img_size=64, patch_size=16).state_dict()
+    detection = {'state_dict': {**{'backbone.' + k: v for k, v in student.items()},
+                                'neck.lateral_convs.0.conv.weight': torch.zeros(8, 64, 1, 1),
+                                'rpn_head.rpn_cls.weight': torch.zeros(3, 8, 1, 1),
+                                'roi_head.bbox_head.0.fc_cls.weight': torch.zeros(7, 16)}}
+    with pytest.raises(CheckpointFormatError, match=r'this is a detection checkpoint \(it '
+                       r'holds roi_head\.\*, rpn_head\.\*\), not a DMT pretraining one'):
+        tool['extract_student'](detection)
+    taken, _ = tool['extract_student'](detection, any_model=True)
+    assert set(taken) == set(student)

@@ -1,5 +1,5 @@
-"""Export to the official teacher layouts (dmt_mm.utils.official_export) is the exact inverse
-of the loader (dmt_mm.utils.checkpoint_formats).
+"""Export to the official teacher layouts (dmt_mm.checkpoint.export) is the exact inverse
+of the loader (dmt_mm.checkpoint.formats).
 
 The independent references: the hand-written official (timm) key set and functional ViT
 forward of tests/test_checkpoint_formats.py, and the real mmpretrain MAE / MoCo v3 / BYOL
@@ -16,11 +16,10 @@ from test_checkpoint_formats import ARCH, DIM, IMG, PATCH, reference_forward, ti
 
 from dmt_mm.models.backbones import DMTViT
 from dmt_mm.models.teachers import FrozenViTTeacher
-from dmt_mm.utils.checkpoint_formats import convert_vit_state_dict, load_vit_weights
-from dmt_mm.utils.official_export import (ExportError, export_algorithm_checkpoint,
-                                          official_checkpoint, save_official,
-                                          to_official_names)
-from dmt_mm.utils.safe_load import is_signed, safe_torch_load
+from dmt_mm.checkpoint import is_signed, safe_torch_load
+from dmt_mm.checkpoint.export import (ExportError, export_algorithm_checkpoint,
+                                      official_checkpoint, save_official, to_official_names)
+from dmt_mm.checkpoint.formats import convert_vit_state_dict, load_vit_weights
 
 PIPELINE = CONFIGS / 'toy' / 'pipeline'
 
@@ -76,7 +75,8 @@ LAYOUTS = [
     ('dino', dict(full=False), 'dino', 'the top level', ''),
     ('dino', dict(full=True), 'dino', "['teacher']", 'backbone.'),
     ('ibot', dict(full=False), 'ibot', "['state_dict']", ''),
-    ('ibot', dict(full=True), 'dino', "['teacher']", 'backbone.'),
+    # an iBOT training checkpoint: told from DINO's by the masked-patch token of its student
+    ('ibot', dict(full=True), 'ibot', "['teacher']", 'backbone.'),
 ]
 
 
@@ -127,7 +127,7 @@ def test_mocov3_momentum_encoder_and_ibot_student(tmp_path):
 
 def test_mae_decoder_gets_mae_names():
     """The MAE decoder of mmpretrain's MAEPretrainDecoder, in the MAE repository's names."""
-    from dmt_mm.utils.official_export import mae_decoder_to_official
+    from dmt_mm.checkpoint.export import mae_decoder_to_official
     dec = {'mask_token': torch.zeros(1, 1, 8), 'decoder_pos_embed': torch.zeros(1, 5, 8),
            'decoder_embed.weight': torch.zeros(8, DIM),
            'decoder_blocks.0.ln1.weight': torch.zeros(8),

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint with any dmt_mm config (mmpretrain, mmdet or mmseg scope).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out preds.pkl] [--show-dir DIR]
-                                           [--cfg-options k=v ...] [--launcher ...]
+                                           [--cfg-options k=v ...] [--launcher ...] [--debug]
 
 The metrics are printed by the evaluator (e.g. CocoMetric's 12-number AP table) and written
 to ``<work_dir>/test_metrics.json``.
@@ -14,7 +14,10 @@ import os.path as osp
 from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 
-from dmt_mm.engine.launch import build_runner, load_config, set_local_rank_env
+from dmt_mm.checkpoint import atomic_write
+from dmt_mm.engine.launch import (build_runner, finish_distributed, load_config,
+                                  set_local_rank_env)
+from dmt_mm.errors import ConfigError, run_tool_main
 
 
 def parse_args(argv=None):
@@ -36,7 +39,7 @@ def enable_visualization(cfg, show_dir):
     """Switch on the scope's visualisation hook, writing pictures to ``show_dir``."""
     hook = cfg.get('default_hooks', {}).get('visualization')
     if hook is None:
-        raise ValueError('--show-dir needs a `default_hooks.visualization` hook in the config')
+        raise ConfigError('--show-dir needs a `default_hooks.visualization` hook in the config')
     scope = cfg.get('default_scope')
     if scope == 'mmdet':
         hook.update(draw=True, test_out_dir=osp.abspath(show_dir))
@@ -50,7 +53,7 @@ def enable_visualization(cfg, show_dir):
 
 def add_dump_metric(runner, scope, out):
     if not out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out must name a .pkl file, got {out!r}')
+        raise ConfigError(f'--out must name a .pkl file, got {out!r}')
     if scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults as Dump  # encodes masks as RLE
     else:
@@ -82,11 +85,12 @@ def main(argv=None):
     metrics = runner.test()
     if is_main_process():
         path = osp.join(cfg.work_dir, 'test_metrics.json')
-        with open(path, 'w') as f:
-            json.dump({k: to_json_value(v) for k, v in metrics.items()}, f, indent=2)
+        atomic_write(path, json.dumps({k: to_json_value(v) for k, v in metrics.items()},
+                                      indent=2))
         print(f'metrics written to {path}')
+    finish_distributed()
     return metrics
 
 
 if __name__ == '__main__':
-    main()
+    run_tool_main(main)

@@ -3,13 +3,19 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                                  [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+                                 [--debug]
+
+Every config gets exact resume, the 1-process trajectory for N ranks, finite checkpoints
+and checks of its input (see the README's Reliability section and
+dmt_mm/engine/defaults.py). Bad input is reported in one line; --debug shows the traceback.
 """
 import argparse
 
 from mmengine.config import DictAction
 
-from dmt_mm.engine.launch import (build_runner, find_resume_checkpoint, load_config,
-                                  set_local_rank_env)
+from dmt_mm.engine.launch import (build_runner, choose_resume_checkpoint, finish_distributed,
+                                  load_config, set_local_rank_env)
+from dmt_mm.errors import ConfigError, run_tool_main
 
 
 def parse_args(argv=None):
@@ -18,8 +24,8 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='where logs and checkpoints go '
                         '(default: ./work_dirs/<config name>)')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from CKPT, or with no value from the latest checkpoint '
-                        'of the work dir')
+                        help='resume from CKPT, or with no value from the newest complete, '
+                        'finite checkpoint of the work dir')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument('--no-validate', action='store_true',
                         help='do not evaluate during training')
@@ -42,17 +48,11 @@ def merge_args(cfg, args):
     if args.resume is not None:
         cfg.resume = True
         cfg.load_from = None if args.resume == 'auto' else args.resume
-    if cfg.get('resume') and not cfg.get('load_from'):
-        # --resume without a path, or `resume = True` in the config: the newest *complete*
-        # checkpoint of the work dir (mmengine would trust `last_checkpoint` blindly)
-        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
-        if cfg.load_from is None:
-            print(f'resume: no complete checkpoint in {cfg.work_dir}; starting from scratch')
-            cfg.resume = False
+    choose_resume_checkpoint(cfg)
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
-            raise KeyError('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)` '
-                           'in the config')
+            raise ConfigError('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)`'
+                              ' in the config')
         cfg.auto_scale_lr.enable = True
     return cfg
 
@@ -64,7 +64,8 @@ def main(argv=None):
     cfg = merge_args(cfg, args)
     runner = build_runner(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':
-    main()
+    run_tool_main(main)

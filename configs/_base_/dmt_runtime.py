@@ -4,6 +4,8 @@
 # randomness (masking, teacher dropping, drop path) from (seed, iteration, rank) by
 # IterationSeedHook -- so `diff_rank_seed` stays False (mmengine would otherwise give the
 # sampler a fresh random seed on every start, and a resumed run would see another order).
+# tools/train.py adds the same pieces to every config (see the README's Reliability
+# section); they are spelled out here so the DMT configs say what their runs do.
 _base_ = 'mmpretrain::_base_/default_runtime.py'
 
 custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.engine'], allow_failed_imports=False)

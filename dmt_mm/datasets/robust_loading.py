@@ -1,19 +1,27 @@
 """Bad data, met early and named: corrupt images, labels out of range.
 
-* ``LoadImageOrSkip``: mmcv's ``LoadImageFromFile`` with a policy for unreadable files:
-  ``on_corrupt='skip'`` logs a warning with the file and a running count and returns None
-  (mmengine's dataset then fetches another sample); ``'error'`` raises naming the file.
+* ``LoadImageOrSkip``: mmcv's ``LoadImageFromFile`` with a policy for unreadable files
+  (empty, truncated, not an image): ``on_corrupt='skip'`` logs a warning with the file and
+  a running count and returns None (mmengine's dataset then fetches another sample);
+  ``'error'`` raises naming the file.
 * ``CheckLabelRange``: a pipeline step that raises, naming the file, when a semantic label
-  map holds values that are neither a class index nor the ignore index -- otherwise the
-  cross-entropy fails far away (on GPU as an opaque device-side assert).
+  map holds values that are neither a class index nor the ignore index -- otherwise
+  training fails far away (an IndexError, on GPU an opaque device-side assert) and testing
+  silently reports another mIoU.
 (Annotations of unknown COCO categories: see ``ValidatedCocoDataset`` in ``coco.py``.)
+
+``tools/train.py`` / ``test.py`` put both into every pipeline (see
+``dmt_mm/engine/defaults.py``): skipping in training, failing in evaluation.
 """
+import os.path as osp
 from collections import Counter
 
 import numpy as np
 from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmengine.logging import print_log
 from mmengine.registry import TRANSFORMS
+
+from dmt_mm.errors import DataError
 
 CORRUPT_COUNTS = Counter()
 
@@ -34,11 +42,14 @@ class LoadImageOrSkip(LoadImageFromFile):
                 return out
             problem = 'decoded to nothing'
         except Exception as exc:  # mmcv raises assorted errors for truncated/corrupt files
-            problem = f'{type(exc).__name__}: {exc}'
+            problem = f'{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]}'
         path = results.get('img_path')
+        if isinstance(path, str) and osp.isfile(path) and osp.getsize(path) == 0:
+            problem = 'the file is empty (0 bytes)'
         if self.on_corrupt == 'error':
-            raise OSError(f'cannot read image {path!r} ({problem}). Replace or remove the '
-                          "file, or set on_corrupt='skip' in LoadImageOrSkip to skip such files.")
+            raise DataError(f'cannot read image {path!r} ({problem}). Replace or remove the '
+                            "file, or set on_corrupt='skip' in LoadImageOrSkip to skip such "
+                            'files.')
         CORRUPT_COUNTS['skipped'] += 1
         print_log(f'skipping unreadable image {path!r} ({problem}); '
                   f'{CORRUPT_COUNTS["skipped"]} skipped so far in this process',
@@ -56,11 +67,11 @@ class CheckLabelRange(BaseTransform):
 
     def transform(self, results):
         seg = results.get('gt_seg_map')
-        if seg is not None:
+        if seg is not None and seg.size and int(seg.max()) >= self.num_classes:
             values = np.unique(seg)
             bad = values[(values >= self.num_classes) & (values != self.ignore_index)]
             if bad.size:
-                raise ValueError(
+                raise DataError(
                     f'label map {results.get("seg_map_path")!r} holds values {bad.tolist()} '
                     f'beyond the {self.num_classes} classes (valid: 0..{self.num_classes - 1} '
                     f'and ignore {self.ignore_index}). Check num_classes in the config, '

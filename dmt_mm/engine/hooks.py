@@ -1,4 +1,5 @@
-"""Runner hooks for long multi-GPU runs: rank agreement and non-finite loss guard."""
+"""Runner hooks for long multi-GPU runs: rank agreement, the non-finite guard, the
+checkpoint / model key check and the empty-dataset check."""
 import json
 import os.path as osp
 
@@ -6,6 +7,9 @@ import torch
 from mmengine.dist import all_gather, get_rank, get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+
+from dmt_mm.checkpoint import find_resume_checkpoint, nonfinite_tensors
+from dmt_mm.errors import DataError, UserError
 
 
 def parameter_fingerprint(model):
@@ -43,26 +47,80 @@ class RankConsistencyHook(Hook):
         runner.logger.info(f'all {get_world_size()} ranks hold identical weights')
 
 
-@HOOKS.register_module()
-class NonFiniteLossGuardHook(Hook):
-    """Stop training at the first non-finite loss, naming the iteration and the loss terms.
+class NonFiniteError(UserError, FloatingPointError):
+    """Training produced NaN / Inf values."""
 
-    Runs before the checkpoint hook of the same iteration, so the last good checkpoint is
-    never overwritten by weights that saw a NaN/Inf. Costs one host sync per iteration.
+
+def _floating_state(runner):
+    """(name, tensor) of every floating-point value training changes: the model's
+    parameters and buffers and the optimizer state."""
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    named = [(f'model.{n}', t) for n, t in model.named_parameters()]
+    named += [(f'model.{n}', t) for n, t in model.named_buffers()]
+    optimizers = [runner.optim_wrapper.optimizer] if hasattr(runner.optim_wrapper, 'optimizer') \
+        else [w.optimizer for w in runner.optim_wrapper.values()]
+    names = {id(p): n for n, p in model.named_parameters()}
+    for optimizer in optimizers:
+        for param, state in optimizer.state.items():
+            for key, value in state.items():
+                if torch.is_tensor(value):
+                    named.append((f'optimizer.{names.get(id(param), "?")}.{key}', value))
+    return [(n, t) for n, t in named if t.is_floating_point() and t.numel()]
+
+
+@HOOKS.register_module()
+class NonFiniteGuardHook(Hook):
+    """Stop training at the first NaN / Inf -- in a loss term, or in a weight, buffer or
+    optimizer state after the step (a huge but finite loss can produce those) -- and
+    refuse to write a checkpoint holding any, so every checkpoint of a run is finite.
+
+    Runs before the checkpoint hook of the same iteration. Costs one max-abs reduction
+    over the weights and optimizer state and one host sync per iteration.
     """
     priority = 'ABOVE_NORMAL'
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if not outputs:
-            return
-        bad = [name for name, value in outputs.items() if 'loss' in name
+        bad = [name for name, value in (outputs or {}).items() if 'loss' in name
                and torch.is_tensor(value) and not torch.isfinite(value).all()]
         if bad:
             values = {name: float(outputs[name].detach().float().mean()) for name in bad}
-            raise FloatingPointError(
-                f'non-finite loss at iteration {runner.iter + 1}: {values}. Training stopped; '
-                f'the last good checkpoint in {runner.work_dir} is kept. Lower the lr, enable '
-                'gradient clipping, or check the data/teacher features of this term.')
+            self._stop(runner, f'non-finite loss at iteration {runner.iter + 1}: {values}')
+        state = _floating_state(runner)
+        by_device = {}
+        for _, tensor in state:
+            by_device.setdefault(tensor.device, []).append(tensor.detach())
+        finite = all(bool(torch.isfinite(torch.stack(torch._foreach_norm(ts, ord=float('inf'))))
+                          .all()) for ts in by_device.values())
+        if not finite:
+            names = [n for n, t in state if not torch.isfinite(t).all()]
+            self._stop(runner, f'non-finite values after the optimizer step of iteration '
+                       f'{runner.iter + 1} in {len(names)} tensors (e.g. {names[:4]})')
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        bad = nonfinite_tensors({k: v for k, v in checkpoint.items() if k != 'meta'})
+        if bad:
+            raise NonFiniteError(
+                f'refusing to write a checkpoint holding NaN/Inf in {len(bad)} tensors (e.g. '
+                f'{bad[:4]}); {self._newest_good(runner)}')
+
+    @staticmethod
+    def _newest_good(runner):
+        newest = find_resume_checkpoint(runner.work_dir)
+        if newest is None:
+            return 'no checkpoint has been written yet, so there is nothing to resume from'
+        return (f'the newest good checkpoint, {newest}, is kept: continue from it with '
+                '--resume (after lowering the lr)')
+
+    def _stop(self, runner, what):
+        raise NonFiniteError(
+            f'{what}. Training stopped before anything of this step was saved; '
+            f'{self._newest_good(runner)}. Lower the lr, enable gradient clipping '
+            '(optim_wrapper.clip_grad=dict(max_norm=...)), or check the data / teacher '
+            'features of the term.')
+
+
+class CheckpointMismatchError(UserError, RuntimeError):
+    """The checkpoint was written for another model."""
 
 
 @HOOKS.register_module()
@@ -89,7 +147,7 @@ class CheckpointCompatibilityHook(Hook):
         if missing or unexpected or wrong_shape:
             def show(keys):
                 return f'{len(keys)} (e.g. {keys[:4]})' if keys else '0'
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f'the checkpoint does not match the model of this config: missing keys '
                 f'{show(missing)}, unexpected keys {show(unexpected)}, wrong shapes '
                 f'{show(wrong_shape)}. Resume / test only with checkpoints written by the same '
@@ -118,6 +176,6 @@ class DatasetSanityHook(Hook):
         if len(dataset) == 0:
             inner = getattr(dataset, 'dataset', dataset)
             where = {k: getattr(inner, k, None) for k in ('data_root', 'ann_file', 'data_prefix')}
-            raise ValueError(f'{field}: the dataset {type(inner).__name__} has no samples '
+            raise DataError(f'{field}: the dataset {type(inner).__name__} has no samples '
                              f'({where}). Check that the images and annotations are at these '
                              'paths and that filter_cfg does not drop every sample.')

@@ -1,7 +1,10 @@
-"""Checks run before the Runner is built, so bad paths fail in a second with the fix,
-not minutes later deep inside a dataset class."""
+"""Checks run before the Runner is built, so bad paths and lengths fail in a second with
+the fix, not minutes later deep inside a dataset class (or not at all: a negative
+``max_iters`` trains nothing and exits 0)."""
 import os
 import os.path as osp
+
+from dmt_mm.errors import ConfigError
 
 WRAPPER_KEYS = ('dataset', 'datasets')
 
@@ -63,3 +66,34 @@ def check_data_paths(cfg, fields=('train_dataloader', 'val_dataloader')):
             ann_file = evaluator.get('ann_file')
             if ann_file:
                 _check_path(ann_file, 'ann_file', field, f'{field}.ann_file')
+
+
+def _positive(value, key, what, allow=()):
+    if value in allow:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f'{key}={value!r}: {what} must be a positive integer '
+                          f'(e.g. --cfg-options {key}=...)')
+
+
+def check_lengths(cfg, fields=('train_dataloader', 'val_dataloader')):
+    """Lengths, intervals and batch sizes must be positive integers."""
+    train_cfg = cfg.get('train_cfg') or {}
+    if 'train_dataloader' in fields:
+        for key, what in (('max_iters', 'the number of training iterations'),
+                          ('max_epochs', 'the number of training epochs'),
+                          ('val_interval', 'the validation interval')):
+            if key in train_cfg:
+                _positive(train_cfg[key], f'train_cfg.{key}', what)
+        for name in ('checkpoint', 'logger'):
+            hook = (cfg.get('default_hooks') or {}).get(name)
+            if hook and 'interval' in hook:  # -1: never (CheckpointHook)
+                _positive(hook['interval'], f'default_hooks.{name}.interval',
+                          f'the {name} interval', allow=(-1, ) if name == 'checkpoint' else ())
+    for field in fields:
+        loader = cfg.get(field)
+        if loader and 'batch_size' in loader:
+            _positive(loader['batch_size'], f'{field}.batch_size', 'the batch size per GPU')
+        if loader and loader.get('num_workers', 0) < 0:
+            raise ConfigError(f'{field}.num_workers={loader["num_workers"]}: must be 0 or '
+                              'more')

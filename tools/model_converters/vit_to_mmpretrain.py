@@ -2,7 +2,7 @@
 
     python tools/model_converters/vit_to_mmpretrain.py SRC DST
         [--src-format auto|mae|mocov3|ibot|dino|mmpretrain] [--momentum-encoder]
-        [--checkpoint-key teacher|student] [--arch vit-base]
+        [--checkpoint-key teacher|student] [--arch vit-base] [--debug]
 
 Writes ``{'state_dict': {'backbone.<key>': ...}, 'meta': {...}}``: usable as
 ``FrozenViTTeacher(checkpoint=DST)`` or ``init_cfg=dict(type='Pretrained', checkpoint=DST,
@@ -12,9 +12,11 @@ time); converting once checks the file and makes it smaller (heads, decoder drop
 import argparse
 import os.path as osp
 
-from dmt_mm.utils.checkpoint_formats import (FORMATS, convert_vit_state_dict, describe_vit,
-                                             save_backbone_checkpoint, validate_backbone)
-from dmt_mm.utils.safe_load import safe_torch_load
+from dmt_mm.checkpoint import safe_torch_load
+from dmt_mm.checkpoint.formats import (FORMATS, convert_vit_state_dict, describe_vit,
+                                       save_backbone_checkpoint, validate_backbone)
+from dmt_mm.errors import run_tool_main
+from dmt_mm.models.backbones import DMTViT
 
 
 def parse_args(argv=None):
@@ -37,7 +39,7 @@ def main(argv=None):
     args = parse_args(argv)
     found = convert_vit_state_dict(safe_torch_load(args.src), args.src_format,
                                    args.momentum_encoder, args.checkpoint_key)
-    vit_kwargs = validate_backbone(found.state_dict, args.arch)
+    vit_kwargs = validate_backbone(found.state_dict, args.arch, vit_cls=DMTViT)
     meta = dict(converted_from=osp.basename(args.src), src_format=found.fmt,
                 encoder_location=found.location, vit=describe_vit(vit_kwargs))
     save_backbone_checkpoint(found.state_dict, args.dst, meta)
@@ -45,4 +47,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool_main(main)

@@ -99,7 +99,7 @@ class FrozenViTTeacher(BaseModule):
             self.backbone.init_weights()
             self.freeze()
             return
-        from dmt_mm.utils.checkpoint_formats import load_vit_weights
+        from dmt_mm.checkpoint.formats import load_vit_weights
         load_vit_weights(self.backbone, self.checkpoint, fmt=self.checkpoint_format,
                          use_momentum_encoder=self.use_momentum_encoder,
                          checkpoint_key=self.checkpoint_key)
