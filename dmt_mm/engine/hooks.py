@@ -136,6 +136,8 @@ class CheckpointCompatibilityHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint):
         state = checkpoint.get('state_dict', checkpoint)
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        if hasattr(model, 'upgrade_state_dict'):  # older layouts the model still loads
+            model.upgrade_state_dict(state)
         expected = model.state_dict()
         strip = [k[len('module.'):] if k.startswith('module.') else k for k in state]
         state_shapes = {k: tuple(v.shape) for k, v in zip(strip, state.values())
