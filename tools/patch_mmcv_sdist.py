@@ -69,5 +69,5 @@ if __name__ == '__main__':
         raise SystemExit('usage: ' + '\n       '.join(
             line.strip() for line in __doc__.strip().splitlines()[-2:]))
     changed = patch_setup_py(osp.join(sys.argv[1], 'setup.py'))
-    print('  patched setup.py get_version() for Python >= 3.13' if changed
+    print('  patched setup.py get_version() (Python 3.13 needs it; harmless before)' if changed
           else '  setup.py get_version() already patched')
