@@ -9,6 +9,7 @@
 #
 # Environment knobs:
 #   DMT_VENV        venv folder (default: <repo>/.venv)
+#   DMT_BASE_PYTHON interpreter that creates the venv (default: python3); Python 3.10-3.13
 #   DMT_WHEELHOUSE  where built mmcv wheels are kept (default: ~/.cache/dmt_mm/wheelhouse)
 #   DMT_TORCH_SPEC  torch to install when none is present (default below)
 #   MAX_JOBS        parallel compile jobs for mmcv (default: number of cores)
@@ -27,19 +28,38 @@ t0=$(date +%s)
 log() { printf '[setup_env %3ds] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 die() { printf '[setup_env] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# Pythons this set-up was measured on (README "Version matrix"): the pinned torch 2.14.1 has
+# no wheels below 3.10, and 3.14 is untested with mmcv 2.1.0.
+SUPPORTED_PYTHONS="3.10 3.11 3.12 3.13"
+check_python() {  # refuse at once, before anything is installed, with the versions that work
+  local ver
+  ver="$("$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" \
+    || die "$1 does not run; install one of Python $SUPPORTED_PYTHONS"
+  [[ " $SUPPORTED_PYTHONS " == *" $ver "* ]] || [[ -n "${DMT_ALLOW_UNTESTED_PYTHON:-}" ]] \
+    || die "Python $ver is not supported (torch 2.14.1 + mmcv 2.1.0 were set up and tested on \
+Python $SUPPORTED_PYTHONS); point DMT_BASE_PYTHON at one of them, e.g. DMT_BASE_PYTHON=python3.11 \
+(DMT_ALLOW_UNTESTED_PYTHON=1 tries anyway)"
+}
+
 # 1. The Python environment.
 if [[ -n "${DMT_PYTHON:-}" ]]; then
   PY="$DMT_PYTHON"
   [[ -x "$PY" ]] || die "DMT_PYTHON=$PY is not an executable python"
+  check_python "$PY"
   log "using the existing environment of $PY"
 else
   if [[ ! -x "$VENV/bin/python" ]]; then
-    command -v python3 >/dev/null || die "python3 not found; install Python 3.8-3.11 first"
-    log "creating venv $VENV"
-    python3 -m venv "$VENV"
+    BASE_PY="${DMT_BASE_PYTHON:-python3}"
+    command -v "$BASE_PY" >/dev/null || die "$BASE_PY not found; install one of Python $SUPPORTED_PYTHONS"
+    check_python "$BASE_PY"
+    [[ -n "${DMT_CHECK_PYTHON_ONLY:-}" ]] && { log "$("$BASE_PY" -V 2>&1) is supported"; exit 0; }
+    log "creating venv $VENV with $("$BASE_PY" -V 2>&1)"
+    "$BASE_PY" -m venv "$VENV"
   fi
   PY="$VENV/bin/python"
+  check_python "$PY"
 fi
+[[ -n "${DMT_CHECK_PYTHON_ONLY:-}" ]] && { log "$("$PY" -V 2>&1) is supported"; exit 0; }
 PIP=("$PY" -m pip --disable-pip-version-check)
 
 # Fast path: nothing changed since the last successful set-up of this environment.
@@ -80,11 +100,18 @@ if ! "$PY" -c "import mmcv, mmcv._ext, sys; sys.exit(mmcv.__version__ != '$MMCV_
   if [[ -z "$wheel" ]]; then
     log "building mmcv $MMCV_VERSION with ops for $TORCH_TAG (takes ~6-12 min on 2 cores; cached afterwards in $WHEELHOUSE)"
     build_dir="$(mktemp -d)"
-    "${PIP[@]}" download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$build_dir"
+    if "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 13))'; then
+      # pip download would run the unpatched setup.py for metadata and fail on 3.13
+      "$PY" "$REPO/tools/patch_mmcv_sdist.py" --download "$MMCV_VERSION" "$build_dir" \
+        || die "could not download the mmcv $MMCV_VERSION sdist"
+    else
+      "${PIP[@]}" download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$build_dir"
+    fi
     tar -xzf "$build_dir"/mmcv-"$MMCV_VERSION".tar.gz -C "$build_dir"
     src="$build_dir/mmcv-$MMCV_VERSION"
     # Recent torch headers #error below C++20; mmcv 2.1.0's setup.py hard-codes -std=c++14/17.
     torch_all_h="$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "include/torch/csrc/api/include/torch/all.h"))')"
+    "$PY" "$REPO/tools/patch_mmcv_sdist.py" "$src" || die "could not patch mmcv's setup.py"
     if grep -q '__cplusplus < 202002L' "$torch_all_h" 2>/dev/null; then
       sed -i -E "s/-std=c\+\+1[47]/-std=c++20/g" "$src/setup.py"
       log "  patched the unpacked sdist's setup.py to -std=c++20 for this torch"
