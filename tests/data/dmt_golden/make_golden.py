@@ -5,7 +5,7 @@
 Run against the pre-refactor code (flat ``DMT``: ``tfd_heads.*``, ``sfd_adaptors.*``,
 ``target_norms.<teacher>_<block>``, ``fusion_log_vars.*``, ``decoder.*``); it writes, per
 case, the initial algorithm state_dict in that layout and the loss terms of a few
-``train_step`` calls on one fixed batch. ``tests/test_dmt_golden.py`` loads these old
+``train_step`` calls on one fixed batch. ``tests/models/test_dmt_golden.py`` loads these old
 state_dicts into today's model and must reproduce every loss to 1e-6.
 
 Teachers are random and not in any state_dict: :func:`fill_teacher` sets their weights

@@ -2,7 +2,7 @@
 of the loader (dmt_mm.checkpoint.formats).
 
 The independent references: the hand-written official (timm) key set and functional ViT
-forward of tests/test_checkpoint_formats.py, and the real mmpretrain MAE / MoCo v3 / BYOL
+forward of tests/checkpoint/test_checkpoint_formats.py, and the real mmpretrain MAE / MoCo v3 / BYOL
 models of the pipeline's teacher configs.
 """
 import argparse

@@ -1,5 +1,5 @@
 """ADE20K transfer: configs, student loading, the SyncBN fallback, the real ADE20K pipeline
-and IoUMetric against hand computations. (Toy training runs: tests/test_seg_toy.py.)"""
+and IoUMetric against hand computations. (Toy training runs: tests/seg/test_seg_toy.py.)"""
 import copy
 import importlib
 import os
@@ -49,7 +49,7 @@ def make_student_checkpoint(path, arch='vit-tiny', seed=0):
 @pytest.mark.parametrize('arch', list(WIDTHS))
 def test_seg_config_student_and_logit_shape(arch):
     """The student and the heads' widths (the recipe's values against its source:
-    tests/test_seg_protocols.py)."""
+    tests/seg/test_seg_protocols.py)."""
     cfg = seg_config(arch)
     width = WIDTHS[arch]
     assert cfg.model.backbone.type == 'mmpretrain.DMTViT'
@@ -92,7 +92,7 @@ def test_seg_slide_inference_on_cpu():
 @pytest.mark.parametrize('single', sorted(SEG.glob('*512x512.py')), ids=lambda p: p.name)
 def test_multiscale_config_wraps_the_single_scale_model(single):
     """Every -ms config tests the single-scale config's model with the sources' scales and
-    flips (values against the sources: tests/test_seg_protocols.py)."""
+    flips (values against the sources: tests/seg/test_seg_protocols.py)."""
     multi = Config.fromfile(str(single).replace('.py', '-ms.py'))
     assert multi.model.type == 'SegTTAModel'
     assert multi.model.module == Config.fromfile(str(single)).model
@@ -112,7 +112,7 @@ def test_student_checkpoint_loads_with_position_embedding_resized_to_512(tmp_pat
     model.init_weights()
     backbone = model.backbone.state_dict()
     # final_norm=False (raw block outputs): the student's ln1 is the only unused tensor; the
-    # layer scales of mmseg's MAE recipe are new weights (tests/test_seg_protocols.py)
+    # layer scales of mmseg's MAE recipe are new weights (tests/seg/test_seg_protocols.py)
     assert set(student) - set(backbone) == {'ln1.weight', 'ln1.bias'}
     assert {k for k in set(backbone) - set(student) if '.gamma' not in k} == set()
     for key, value in backbone.items():

@@ -1,6 +1,6 @@
 """ImageNet-1K transfer configs: the MAE fine-tuning / linear-probe recipes with the DMT
 student, head widths, student loading, and a linear probe that really freezes the student.
-(Toy training runs: tests/test_cls_toy.py.)"""
+(Toy training runs: tests/cls/test_cls_toy.py.)"""
 import copy
 
 import pytest
@@ -63,7 +63,7 @@ def batch(n=4, size=224, num_classes=1000):
                 data_samples=[DataSample().set_gt_label(i % num_classes) for i in range(n)])
 
 
-# --- recipes (their values against the sources: tests/test_cls_protocols.py) ----------------
+# --- recipes (their values against the sources: tests/cls/test_cls_protocols.py) ----------------
 @pytest.mark.parametrize('arch', list(WIDTHS))
 def test_finetune_config_takes_the_student(arch):
     cfg = finetune_config(arch)
