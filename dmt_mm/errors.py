@@ -37,8 +37,11 @@ def user_error_message(exc):
 
 
 def run_tool_main(main, argv=None):
-    """Run a tool's ``main(argv)``; report bad input as ``error: ...`` on stderr and exit
-    with status 1, unless ``--debug`` is among the arguments (then raise as usual)."""
+    """Run a tool's ``main(argv)`` without third-party deprecation noise; report bad input
+    as ``error: ...`` on stderr and exit with status 1, unless ``--debug`` is among the
+    arguments (then raise as usual)."""
+    from .console import quiet_third_party_warnings
+    quiet_third_party_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = '--debug' in argv
     if debug:

@@ -3,7 +3,7 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                                  [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
-                                 [--debug]
+                                 [--tensorboard] [--debug]
 
 Every config gets exact resume, the 1-process trajectory for N ranks, finite checkpoints
 and checks of its input (see the README's Reliability section and
@@ -33,10 +33,28 @@ def parse_args(argv=None):
                         help='scale the lr by actual batch / auto_scale_lr.base_batch_size')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. train_cfg.max_iters=10')
+    parser.add_argument('--tensorboard', action='store_true',
+                        help='also write the logged scalars as TensorBoard event files '
+                        '(<work_dir>/<timestamp>/vis_data/; tensorboard --logdir WORK_DIR)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser.parse_args(argv)
+
+
+def add_tensorboard(cfg):
+    """Add mmengine's ``TensorboardVisBackend`` beside the config's visualizer backends."""
+    try:
+        import tensorboard  # noqa: F401 -- SummaryWriter needs it; fail before training
+    except ImportError as exc:
+        raise ConfigError('--tensorboard needs the tensorboard package: '
+                          'pip install -r requirements/optional.txt') from exc
+    visualizer = cfg.get('visualizer') or dict(type='Visualizer', name='visualizer')
+    backends = list(visualizer.get('vis_backends') or [dict(type='LocalVisBackend')])
+    if not any(b.get('type', '').endswith('TensorboardVisBackend') for b in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    visualizer['vis_backends'] = backends
+    cfg.visualizer = visualizer
 
 
 def merge_args(cfg, args):
@@ -54,6 +72,8 @@ def merge_args(cfg, args):
             raise ConfigError('--auto-scale-lr needs `auto_scale_lr = dict(base_batch_size=...)`'
                               ' in the config')
         cfg.auto_scale_lr.enable = True
+    if args.tensorboard:
+        add_tensorboard(cfg)
     return cfg
 
 

@@ -101,6 +101,7 @@ def build_runner(cfg, data_fields=('train_dataloader', 'val_dataloader')):
     asks for (``runner_type``) or :class:`~dmt_mm.engine.runner.ReproducibleRunner`."""
     from mmengine.registry import RUNNERS
 
+    from ..console import LibraryDeprecationFilter
     from .runner import ReproducibleRunner
     training = 'train_dataloader' in data_fields
     check_data_paths(cfg, data_fields)
@@ -117,9 +118,9 @@ def build_runner(cfg, data_fields=('train_dataloader', 'val_dataloader')):
     add_distributed_defaults(cfg, opts)
     add_input_protections(cfg, opts, data_fields)
     add_runner_hooks(cfg, opts, distributed=cfg.launcher != 'none')
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return ReproducibleRunner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else ReproducibleRunner.from_cfg(cfg)
+    runner.logger.addFilter(LibraryDeprecationFilter())
+    return runner
 
 
 def choose_resume_checkpoint(cfg):
