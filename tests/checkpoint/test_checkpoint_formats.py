@@ -247,6 +247,7 @@ def test_unsupported_encoder_tensors_are_an_error():
         load_vit_weights(_model(), sd)
 
 
+@pytest.mark.slow
 def test_converter_tool_round_trip(tmp_path, images):
     torch.save(official_files()['mocov3'][0], tmp_path / 'vit-b-300ep.pth.tar')
     dst = tmp_path / 'mocov3_mmpretrain.pth'

@@ -103,6 +103,7 @@ def test_round_trip_into_toy_models(extracted, config):
     assert backbone['pos_embed'].shape[1] == (128 // 16) ** 2 + int('cls_token' in backbone)
 
 
+@pytest.mark.slow
 def test_ema_weights_and_errors(tmp_path):
     import runpy
     tool = runpy.run_path(str(TOOLS / 'model_converters' / 'extract_student.py'))

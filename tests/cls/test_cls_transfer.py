@@ -99,6 +99,7 @@ def test_linear_probe_recipe_freezes_every_student_parameter(arch):
     assert all(p.requires_grad for p in model.head.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['finetune', 'linear'])
 def test_student_loads_and_head_takes_its_width(kind, tmp_path):
     """extract_student-format checkpoint -> every student tensor the classifier uses arrives
@@ -124,6 +125,7 @@ def test_student_loads_and_head_takes_its_width(kind, tmp_path):
     assert logits.shape == (2, 1000)
 
 
+@pytest.mark.slow
 def test_linear_probe_step_changes_only_the_head(tmp_path):
     """Two LARS steps of the ViT-T linear recipe: every student tensor (parameters and
     buffers) stays bit-identical, the head moves."""

@@ -94,6 +94,7 @@ def test_stale_partial_files_are_found_and_only_they(tmp_path):
                                                           'notes.partial']
 
 
+@pytest.mark.slow
 def test_sigkill_during_save_never_leaves_a_truncated_checkpoint(tmp_path):
     """A child keeps saving a large checkpoint; we SIGKILL it at a random moment: the file
     under the checkpoint's name is always absent or complete and signed."""

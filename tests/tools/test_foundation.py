@@ -131,6 +131,7 @@ def _last_json_log(work_dir):
     return [json.loads(line) for line in logs[-1].read_text().splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config,metric,extra', [
     ('mae_vit-toy-p16_1xb8-20it_toyworld.py', None, ['train_cfg.max_iters=4']),
     ('cascade-mask-rcnn_vit-toy-simplefpn_1xb4-300it_toyworld.py', 'coco/bbox_mAP',
@@ -161,6 +162,7 @@ def test_toy_config_trains_and_tests(config, metric, extra, small_toy_world, tmp
         assert 'Average Precision  (AP) @[ IoU=0.50:0.95' in out.stdout
 
 
+@pytest.mark.slow
 def test_cpu_distributed_training_ranks_agree(small_toy_world, tmp_path):
     """Two processes, gloo on CPU, through tools/dist_train.sh; both end with equal weights
     and exit cleanly (no rank aborting at interpreter exit; tools/dist_train_repeat.sh
