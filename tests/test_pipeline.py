@@ -153,7 +153,8 @@ def test_table_mean_std_over_seeds(tmp_path):
     assert dmt['top1']['mean'] == pytest.approx(60.0)
     assert dmt['top1']['std'] == pytest.approx(10.0)  # sample std of 50, 60, 70
     assert dmt['miou']['std'] == pytest.approx(2.0)
-    assert rows[1]['columns']['top1'] == dict(mean=40.0, std=None, n=1, values=[40.0])
+    assert rows[1]['columns']['top1'] == dict(mean=40.0, std=None, n=1, values=[40.0],
+                                              seeds=[0])
 
     out = build_results(runs, str(tmp_path), title='T', notes=['a note'])
     md = out['markdown']
