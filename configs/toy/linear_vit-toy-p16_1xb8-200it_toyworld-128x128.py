@@ -3,7 +3,9 @@
 # student and the toy world's ADE-style label maps, 128x128 crops. Point init_cfg at a toy
 # student checkpoint (extract_student.py output); without one it probes random features.
 # CPU: fp32 (AMP needs a GPU), and a schedule that converges in 200 iterations: lr 1e-2
-# with 20 warm-up iterations then poly, instead of 160k iterations at lr 8e-4.
+# with 20 warm-up iterations then poly, instead of 160k iterations at lr 8e-4. Training
+# sees the whole 128-px scenes, flipped, without rescaling: object size is a factor of the
+# toy world that a probe may be asked about.
 _base_ = '../benchmarks/probes/linear_dmt-vit-tiny-p16_8xb2-amp-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.engine', 'dmt_mm.seg',
                                'dmt_mm.datasets.toy_seg'], allow_failed_imports=False)
@@ -22,8 +24,6 @@ data_root = 'data/toy_world/'
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=(512, 128), ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')]
 test_pipeline = [

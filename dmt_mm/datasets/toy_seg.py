@@ -1,6 +1,7 @@
 """mmseg's BaseSegDataset over the toy world's ADE-style label maps (generated on first use)."""
 import os.path as osp
 
+import numpy as np
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
@@ -31,6 +32,17 @@ class ToyWorldSegDataset(BaseSegDataset):
                     f'{prefix["seg_map_path"]} is not in {kwargs["data_root"]}: label maps '
                     'per factor exist in version-2 toy worlds only (ToyWorldSpec(version=2))')
             kwargs['data_prefix'] = prefix
-            kwargs['metainfo'] = dict(classes=FACTORS[factor])
+            kwargs['metainfo'] = dict(classes=FACTORS[factor], palette=[
+                tuple(int(c) for c in np.random.default_rng(i).integers(0, 256, 3))
+                for i in range(len(FACTORS[factor]))])
         super().__init__(*args, img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
                          reduce_zero_label=reduce_zero_label, **kwargs)
+
+    @classmethod
+    def get_label_map(cls, new_classes=None):
+        """A factor's own classes are not a subset of the categories (mmseg's check for
+        a class remapping): its labels are read as they are."""
+        if new_classes is not None and tuple(new_classes) in {
+                tuple(v) for k, v in FACTORS.items() if k != 'category'}:
+            return None
+        return super().get_label_map(new_classes)

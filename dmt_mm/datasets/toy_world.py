@@ -298,7 +298,8 @@ def generate_toy_world(root, spec=None):
     if osp.exists(marker):
         os.remove(marker)  # another world: it is rewritten, and unusable until finished
     rng = np.random.default_rng(spec.seed)
-    categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(CLASSES)]
+    categories = [dict(id=i + 1, name=name, supercategory='shape')
+                  for i, name in enumerate(CLASSES)]
     for split, count in (('train', spec.num_train), ('val', spec.num_val)):
         images, annotations = [], []
         for index in range(count):
