@@ -41,12 +41,12 @@ BENCHMARKS = {osp.basename(p) for p in glob.glob(
 
 
 def run_config(work_dir):
-    """(file name, config) of the config mmengine dumped into the work dir (newest), or
-    (None, None)."""
+    """(file name, config) of the config mmengine dumped into the work dir: the newest
+    ``<work_dir>/<config>.py``, else the newest ``*/vis_data/config.py``; or (None, None)."""
     from mmengine.config import Config
-    dumped = sorted(glob.glob(osp.join(work_dir, '*.py')), key=osp.getmtime) + sorted(
-        glob.glob(osp.join(work_dir, '*', 'vis_data', 'config.py')))
-    for path in reversed(dumped):
+    named = sorted(glob.glob(osp.join(work_dir, '*.py')), key=osp.getmtime, reverse=True)
+    logged = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'config.py')), reverse=True)
+    for path in named + logged:
         try:
             cfg = Config.fromfile(path, import_custom_modules=False)
         except Exception:  # noqa: BLE001  (not a config: a work dir may hold other .py files)
