@@ -31,6 +31,7 @@ import mmengine.dist as dist
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
+from mmengine.registry import DefaultScope
 from mmpretrain.models.retrievers.base import BaseRetriever
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -162,7 +163,8 @@ class KNNClassifier(BaseRetriever):
         if not isinstance(self.prototype, dict):
             raise TypeError('KNNClassifier.prototype must be a dataloader config (the '
                             f'labelled training set), got {type(self.prototype).__name__}')
-        loader = Runner.build_dataloader(self.prototype)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):  # its datasets, transforms
+            loader = Runner.build_dataloader(self.prototype)
         device = next(self.backbone.parameters()).device
         fingerprint = self._fingerprint(loader)
         cached = self._read_cache(fingerprint)
