@@ -217,6 +217,14 @@ def _random_factors(rng, category=None):
             int(rng.integers(len(SIZES))))
 
 
+def depth_orders(masks, annotated):
+    """Depth label of each annotated object (painter's order: later objects lie on top):
+    how many annotated objects drawn before it its full mask overlaps, capped at
+    ``len(DEPTHS) - 1``."""
+    return {i: min(sum(1 for j in annotated if j < i and (masks[j] & masks[i]).any()),
+                   len(DEPTHS) - 1) for i in annotated}
+
+
 def draw_scene_v2(rng, size, max_objects):
     """A version-2 scene: image, one label map per factor of :data:`FACTORS` (0 =
     background) and the visible objects (``ToyObject`` with the visible mask)."""
@@ -231,11 +239,10 @@ def draw_scene_v2(rng, size, max_objects):
         seen = (order == index + 1).astype(np.uint8)
         if seen.sum() >= 16:  # fully or almost fully occluded objects are not annotated
             visible.append((index, obj, seen))
+    depths = depth_orders([o.mask for o in objects], [index for index, _, _ in visible])
     maps = {name: np.zeros((size, size), np.uint8) for name in FACTORS}
     for index, obj, seen in visible:
-        under = sum(1 for j, other, _ in visible
-                    if j < index and (other.mask & obj.mask).any())
-        obj.depth = min(under, len(DEPTHS) - 1)
+        obj.depth = depths[index]
         values = dict(category=obj.category, colour=obj.colour, texture=obj.texture,
                       size=obj.size, depth=obj.depth,
                       appearance=obj.colour * len(TEXTURES) + obj.texture,

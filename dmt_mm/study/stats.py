@@ -28,7 +28,7 @@ def t_interval(values: Sequence[float], confidence: float = 0.95):
     mean, std = mean_std(values)
     if std is None:
         return None
-    half = _scipy_stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * std / \
+    half = float(_scipy_stats.t.ppf(0.5 + confidence / 2, len(values) - 1)) * std / \
         math.sqrt(len(values))
     return mean - half, mean + half
 
@@ -48,4 +48,4 @@ def paired_difference(values: Mapping, reference: Mapping,
     interval = t_interval(diffs, confidence)
     low, high = interval if interval is not None else (None, None)
     return dict(n=len(diffs), seeds=list(seeds), mean=mean, std=std, low=low, high=high,
-                excludes_zero=interval is not None and (low > 0 or high < 0))
+                excludes_zero=bool(interval is not None and (low > 0 or high < 0)))
