@@ -12,6 +12,18 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, axes, used: int, out_path: str, title: str) -> str:
+    """Blank the unused panels, add the title, write the PNG."""
+    for ax in list(axes.flat)[used:]:
+        ax.axis('off')
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
+
+
 def loss_series(work_dir: str, key: str = 'loss'):
     """(iterations, values) of one logged key over a run's training records."""
     xs, ys = [], []
@@ -63,14 +75,7 @@ def plot_loss_panels(panels: Dict[str, Dict[str, str]], out_path: str,
             ax.text(0.5, 0.5, 'no training log', ha='center', va='center',
                     transform=ax.transAxes)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[n:]:
-        ax.axis('off')
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
+    return _save(plt, fig, axes, n, out_path, title)
 
 
 def plot_results_figure(rows: Sequence[Dict], out_path: str, ncols: int = 4,
@@ -106,11 +111,4 @@ def plot_results_figure(rows: Sequence[Dict], out_path: str, ncols: int = 4,
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([r['method'] for r in rows], rotation=35, ha='right', fontsize=7)
         ax.grid(axis='y', alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis('off')
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
+    return _save(plt, fig, axes, len(keys), out_path, title)
