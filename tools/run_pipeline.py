@@ -89,6 +89,13 @@ def _overrides(pairs):
     return out
 
 
+def _cpu_seconds():
+    """User + system time of this process and of the stages' finished subprocesses."""
+    import resource
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def _check_counts(args):
     """--threads, --jobs and --seeds count things: at least 1."""
     for flag, value in (('--threads', args.threads), ('--jobs', args.jobs),
@@ -121,7 +128,7 @@ def main(argv=None):
     print(f'DMT study in miniature -> {study.root}  ({len(stages)} stages, '
           f'{options.profile} lengths, {args.jobs} at a time, {args.threads} thread(s) per '
           'process)')
-    start = time.time()
+    start, cpu_start = time.time(), _cpu_seconds()
     try:
         study.run(threads=args.threads, jobs=args.jobs, verbose=args.verbose)
     except StageError as exc:
@@ -131,7 +138,9 @@ def main(argv=None):
     with open(osp.join(results, 'results.md')) as f:
         print('\n' + f.read())
     print(f'artifacts in {results}: ' + ', '.join(stages[-1].outputs))
-    print(f'total wall time of this invocation: {time.time() - start:.0f} s')
+    print(f'total wall time of this invocation: {time.time() - start:.0f} s; CPU time of its '
+          f'processes: {_cpu_seconds() - cpu_start:.0f} s (per stage: '
+          '<stage>/.stage_done.json)')
     return 0
 
 

@@ -224,8 +224,9 @@ class StageRunner:
                 c0 = time.time()
                 log.write(f'$ {command.describe()}\n')
                 log.flush()
+                cpu = None
                 if command.argv is not None:
-                    self._run_subprocess(stage, command, log, log_path, head)
+                    cpu = self._run_subprocess(stage, command, log, log_path, head)
                 else:
                     try:
                         command.func(folder)
@@ -237,6 +238,8 @@ class StageRunner:
                                          f'finished stages are kept.') from exc
                 timings.append(dict(command=command.label or command.describe(),
                                     seconds=round(time.time() - c0, 2)))
+                if cpu is not None:  # wall time depends on the machine's load, CPU time less
+                    timings[-1]['cpu_seconds'] = round(cpu, 2)
         missing = [o for o in stage.outputs if not osp.exists(osp.join(folder, o))]
         if missing:
             raise StageError(f'stage {stage.name!r} finished but did not write {missing} (see '
@@ -275,7 +278,9 @@ class StageRunner:
                 if progress and now - last_beat >= self.heartbeat_s:
                     self.print(f'{head}   {progress}, {_fmt_seconds(now - t0)}')
                     last_beat = now
-            code = proc.wait()
+            _, status, usage = os.wait4(proc.pid, 0)  # the child's own CPU time too
+            proc.returncode = code = os.waitstatus_to_exitcode(status)
+            cpu = usage.ru_utime + usage.ru_stime
         except BaseException:
             proc.kill()
             proc.wait()
@@ -289,6 +294,7 @@ class StageRunner:
                 f'stage {stage.name!r} failed: {" ".join(argv)} exited with {code}.\n'
                 f'Last lines of {log_path}:\n' + ''.join(tail[-25:]) +
                 'Fix the cause and run the same command again: finished stages are kept.')
+        return cpu
 
     @staticmethod
     def _progress(line: str) -> Optional[str]:
