@@ -358,10 +358,15 @@ class Study:
         def generate(stage_dir):
             from dmt_mm.datasets import generate_toy_world
             generate_toy_world(osp.join(stage_dir, 'toy_world'), world)
+        import hashlib
+
+        import dmt_mm.datasets.toy_world as generator
+        with open(generator.__file__, 'rb') as f:  # a changed generator redoes the world
+            code = hashlib.sha256(f.read()).hexdigest()[:16]
         return Stage('data', 'generating the toy world (COCO json, ADE-style maps, image '
                      'folders, labels per factor)',
                      [command(func=generate, label='generate_toy_world')],
-                     outputs=['toy_world/DONE'], spec=dict(spec=repr(world)))
+                     outputs=['toy_world/DONE'], spec=dict(spec=repr(world), generator=code))
 
     def _teacher_stage(self, teacher: Dict) -> Stage:
         name = f'teacher_{teacher["name"]}'
