@@ -328,7 +328,9 @@ def _weight_decays(path):
         for param in group['params']:
             name = names[id(param)]
             kind = _param_kind(name, is_norm[name])
-            decays.setdefault(kind, set()).add(group['weight_decay'])
+            # a group without its own weight decay takes the optimizer's
+            decay = group.get('weight_decay', wrapper.optimizer.get('weight_decay', 0.0))
+            decays.setdefault(kind, set()).add(decay)
     return decays
 
 
@@ -406,6 +408,16 @@ def source_file(ref, param, size):
     return ref['sources'][origin]['path']
 
 
+def variant_configs(ref, variant):
+    """The configs a parameter reads: the main ones, the multi-scale test configs
+    (``variant: ms``) or those of a named variant (``variants: {name: {size: path}}``)."""
+    if variant is None:
+        return ref['configs']
+    if variant == 'ms':
+        return ref['test_configs']
+    return ref['variants'][variant]
+
+
 def check_protocol(name):
     """Problems (strings) of one protocol: config vs reference vs card."""
     ref = load_reference(name)
@@ -416,14 +428,16 @@ def check_protocol(name):
     for row in rows:
         if row['parameter'] not in params:
             problems.append(f'card row {row["parameter"]!r} has no reference parameter')
-    for path in list(ref['configs'].values()) + list(ref.get('test_configs', {}).values()):
+    variants = [c for v in ref.get('variants', {}).values() for c in v.values()]
+    for path in list(ref['configs'].values()) + list(ref.get('test_configs', {}).values()) + \
+            variants:
         marker = load_config(path).get('protocol')
         if not marker or marker.get('name') != ref['protocol'] or marker.get('card') != \
                 ref['card']:
             problems.append(f'{path}: protocol marker {marker} does not name {ref["protocol"]} '
                             f'and {ref["card"]}')
     for param in ref['parameters']:
-        configs = ref.get('test_configs') if param.get('variant') == 'ms' else ref['configs']
+        configs = variant_configs(ref, param.get('variant'))
         for size in SIZES:
             ours = get_value(load_config(configs[size]), param['get'], configs[size])
             expected = source_value(param, size)

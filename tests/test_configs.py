@@ -56,7 +56,9 @@ def test_every_benchmark_config_has_a_protocol_card():
         ref = load_reference(name)
         card = (REPO / ref['card']).read_text()
         assert '**Source:**' in card.split('\n## ')[0], f'{ref["card"]} names no source on top'
-        for path in list(ref['configs'].values()) + list(ref.get('test_configs', {}).values()):
+        variants = [c for v in ref.get('variants', {}).values() for c in v.values()]
+        for path in list(ref['configs'].values()) + list(ref.get('test_configs', {}).values()) \
+                + variants:
             assert path not in listed, f'{path} is in {listed.get(path)} and {name}'
             listed[path] = name
     shipped = {rel(p) for p in (CONFIGS / 'benchmarks').rglob('*.py') if '_base_' not in p.parts}

@@ -1,4 +1,5 @@
-"""mmseg-side helpers for the ADE20K benchmark (configs import ``dmt_mm.seg``).
+"""mmseg-side modules for the ADE20K benchmark (configs import ``dmt_mm.seg``): the dense
+linear probe head.
 
 The SyncBN fallback lives in ``dmt_mm.engine.sync_bn`` (it needs only torch and mmengine
 and also serves CPU-distributed detection runs); it is re-exported here."""
@@ -7,4 +8,6 @@ from dmt_mm.version_check import require_task_package
 
 require_task_package('mmsegmentation')
 
-__all__ = ['SyncBNFallbackDDP', 'convert_sync_bn_if_needed']
+from .linear_head import BNLinearHead  # noqa: E402  (after the package check)
+
+__all__ = ['SyncBNFallbackDDP', 'convert_sync_bn_if_needed', 'BNLinearHead']

@@ -12,6 +12,18 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, axes, used: int, out_path: str, title: str) -> str:
+    """Blank the unused panels, add the title, write the PNG."""
+    for ax in list(axes.flat)[used:]:
+        ax.axis('off')
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
+
+
 def loss_series(work_dir: str, key: str = 'loss'):
     """(iterations, values) of one logged key over a run's training records."""
     xs, ys = [], []
@@ -63,11 +75,40 @@ def plot_loss_panels(panels: Dict[str, Dict[str, str]], out_path: str,
             ax.text(0.5, 0.5, 'no training log', ha='center', va='center',
                     transform=ax.transAxes)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[n:]:
-        ax.axis('off')
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
+    return _save(plt, fig, axes, n, out_path, title)
+
+
+def plot_results_figure(rows: Sequence[Dict], out_path: str, ncols: int = 4,
+                        title: str = '') -> str:
+    """One panel per metric column of the results table (pretraining time excluded), one
+    bar per method: the mean over seeds with its 95% t-interval (no interval for one
+    seed); the seeds' own values as dots."""
+    from .results import column_header, table_keys
+    from .stats import t_interval
+    plt = _pyplot()
+    keys = [k for k in table_keys(rows) if k != 'pretrain_s'
+            and any(k in r['columns'] for r in rows)]
+    if not keys:
+        raise ValueError('no metric to plot')
+    ncols = min(ncols, len(keys))
+    nrows = math.ceil(len(keys) / ncols)
+    width = max(3.2, 0.55 * len(rows) + 1.5)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.6 * nrows),
+                             squeeze=False)
+    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for ax, key in zip(axes.flat, keys):
+        for i, row in enumerate(rows):
+            stats = row['columns'].get(key)
+            if stats is None:
+                continue
+            interval = t_interval(stats['values'])
+            err = None if interval is None else \
+                [[stats['mean'] - interval[0]], [interval[1] - stats['mean']]]
+            ax.bar(i, stats['mean'], yerr=err, capsize=4, color=colours[i % len(colours)],
+                   alpha=0.8)
+            ax.plot([i] * len(stats['values']), stats['values'], 'k.', markersize=4)
+        ax.set_title(column_header(key), fontsize=10)
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels([r['method'] for r in rows], rotation=35, ha='right', fontsize=7)
+        ax.grid(axis='y', alpha=0.3)
+    return _save(plt, fig, axes, len(keys), out_path, title)

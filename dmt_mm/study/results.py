@@ -2,14 +2,19 @@
 
 A *run* is one work dir of one task for one method (and seed): ``cls`` (mmpretrain
 classification: top-1), ``det`` (mmdet Cascade Mask R-CNN: AP box, AP mask), ``seg``
-(mmseg: mIoU) or ``pretrain`` (the method's pretraining: its time), or ``teacher`` (a teacher's own
-pretraining: plotted and noted, not a row). Metrics are read from
-``<work_dir>/test_metrics.json`` (written by ``tools/test.py``), else from the last
-evaluation logged in ``<work_dir>/<timestamp>/vis_data/scalars.json``; so GPU runs of the
-benchmark configs collect the same way as the toy study.
+(mmseg: mIoU), the frozen-feature probes ``knn`` (k-NN top-1), ``linear`` (linear-probe
+top-1) and ``seg_linear`` (dense linear probe: mIoU), each optionally of one factor of the
+data (``knn/colour``, ``seg_linear/depth``: a column per factor), ``pretrain`` (the method's
+pretraining: its time), or ``teacher`` (a teacher's own pretraining: plotted and noted, not
+a row). Metrics are read from ``<work_dir>/test_metrics.json`` (written by
+``tools/test.py``), else from the last evaluation logged in
+``<work_dir>/<timestamp>/vis_data/scalars.json``; so GPU runs of the benchmark configs
+collect the same way as the toy study.
 
-Rows are methods; seeds of one method are averaged and shown as ``mean ± std`` (sample
-std, n - 1) with the number of seeds.
+Rows are methods; seeds of one method are shown as ``mean ± std`` (sample std, n - 1).
+Every row is also compared with a reference row (DMT): the paired difference over the seeds
+both rows have, with its 95% t-interval (``stats.paired_difference``); a cell whose interval
+excludes 0 is marked ``*``. ``results.json`` keeps every per-seed value.
 """
 import csv
 import glob
@@ -20,15 +25,52 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-TASKS = ('pretrain', 'cls', 'det', 'seg', 'teacher')  # teacher: plots and notes only
-# (key, header, unit range) in table order
-COLUMNS = (('top1', 'top-1', (0.0, 100.0)),
-           ('ap_box', 'AP box', (0.0, 100.0)),
-           ('ap_mask', 'AP mask', (0.0, 100.0)),
-           ('miou', 'mIoU', (0.0, 100.0)),
-           ('pretrain_s', 'pretrain time (s)', (0.0, math.inf)))
-TASK_COLUMNS = {'cls': ('top1', ), 'det': ('ap_box', 'ap_mask'), 'seg': ('miou', ),
-                'pretrain': ('pretrain_s', )}
+from .stats import mean_std, paired_difference
+
+PERCENT = (0.0, 100.0)
+# task -> its columns (key, header, unit range), in table order
+TASK_COLUMNS = OrderedDict([
+    ('cls', (('top1', 'top-1', PERCENT), )),
+    ('det', (('ap_box', 'AP box', PERCENT), ('ap_mask', 'AP mask', PERCENT))),
+    ('seg', (('miou', 'mIoU', PERCENT), )),
+    ('knn', (('knn_top1', 'k-NN top-1', PERCENT), )),
+    ('linear', (('linear_top1', 'linear top-1', PERCENT), )),
+    ('seg_linear', (('seg_linear_miou', 'linear seg mIoU', PERCENT), )),
+    ('pretrain', (('pretrain_s', 'pretrain time (s)', (0.0, math.inf)), )),
+])
+TRANSFER_TASKS = ('cls', 'det', 'seg')  # shown together, as the paper's table
+PROBE_TASKS = ('knn', 'linear', 'seg_linear')  # may name a factor: 'seg_linear/colour'
+TASKS = tuple(TASK_COLUMNS) + ('teacher', )  # teacher: plots and notes only
+MARK = '*'
+
+
+def split_task(task: str) -> Tuple[str, Optional[str]]:
+    """'seg_linear/colour' -> ('seg_linear', 'colour'); 'det' -> ('det', None)."""
+    base, _, factor = task.partition('/')
+    return base, factor or None
+
+
+def column_order(keys: Iterable[str]) -> List[str]:
+    """Table order: the transfer tasks, the probes (each by factor in first-seen order),
+    then the pretraining time."""
+    keys = list(dict.fromkeys(keys))
+    canonical = [c[0] for task in TASK_COLUMNS for c in TASK_COLUMNS[task]]
+
+    def rank(key):
+        base_key, _, factor = key.partition('/')
+        return canonical.index(base_key), bool(factor), keys.index(key)
+    return sorted(keys, key=rank)
+
+
+def column_header(key: str) -> str:
+    base_key, _, factor = key.partition('/')
+    header = next(c[1] for cols in TASK_COLUMNS.values() for c in cols if c[0] == base_key)
+    return f'{header} ({factor})' if factor else header
+
+
+def column_range(key: str):
+    base_key = key.partition('/')[0]
+    return next(c[2] for cols in TASK_COLUMNS.values() for c in cols if c[0] == base_key)
 
 
 class ResultsError(ValueError):
@@ -45,9 +87,10 @@ class Run:
     info: Dict = field(default_factory=dict)   # e.g. teachers, notes for the table
 
     def __post_init__(self):
-        if self.task not in TASKS:
+        base, factor = split_task(self.task)
+        if base not in TASKS or (factor and base not in PROBE_TASKS):
             raise ResultsError(f'unknown task {self.task!r} for {self.work_dir}; choose one of '
-                               f'{TASKS}')
+                               f'{TASKS} (a probe may name a factor: knn/colour)')
 
 
 def _timestamp_dirs(work_dir: str) -> List[str]:
@@ -105,11 +148,15 @@ def pretrain_seconds(work_dir: str) -> float:
 def task_values(task: str, metrics: Dict) -> Tuple[Dict[str, float], List[str]]:
     """Table values of one task's metrics (percent), and notes on how they were read."""
     notes = []
-    if task == 'cls':
+    base, factor = split_task(task)
+    if factor is not None:
+        values, notes = task_values(base, metrics)
+        return {f'{k}/{factor}': v for k, v in values.items()}, notes
+    if task in ('cls', 'knn', 'linear'):
         key = next((k for k in ('accuracy/top1', 'top1') if k in metrics), None)
         if key is None:
             raise ResultsError(f'classification metrics without accuracy/top1: {sorted(metrics)}')
-        return {'top1': float(metrics[key])}, notes
+        return {TASK_COLUMNS[task][0][0]: float(metrics[key])}, notes
     if task == 'det':
         values = {}
         for col, key in (('ap_box', 'coco/bbox_mAP'), ('ap_mask', 'coco/segm_mAP')):
@@ -122,10 +169,10 @@ def task_values(task: str, metrics: Dict) -> Tuple[Dict[str, float], List[str]]:
         if not values:
             raise ResultsError(f'detection metrics without coco/bbox_mAP: {sorted(metrics)}')
         return values, notes
-    if task == 'seg':
+    if task in ('seg', 'seg_linear'):
         if 'mIoU' not in metrics:
             raise ResultsError(f'segmentation metrics without mIoU: {sorted(metrics)}')
-        return {'miou': float(metrics['mIoU'])}, notes
+        return {TASK_COLUMNS[task][0][0]: float(metrics['mIoU'])}, notes
     raise ResultsError(f'task {task!r} has no metrics')
 
 
@@ -151,47 +198,73 @@ def collect_runs(runs: Iterable[Run]) -> List[Dict]:
     return list(table.values())
 
 
-def _mean_std(values: Sequence[float]) -> Tuple[float, Optional[float]]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(var)
-
-
-def aggregate(records: Sequence[Dict]) -> List[Dict]:
-    """Per method (first-seen order): mean, std and n of every column over its seeds."""
+def aggregate(records: Sequence[Dict], reference: Optional[str] = None) -> List[Dict]:
+    """Per method (first-seen order): mean, std, n and the per-seed values of every column;
+    with ``reference`` (a method), each column's paired difference from that row."""
     by_method: Dict[str, List[Dict]] = OrderedDict()
     for rec in records:
         by_method.setdefault(rec['method'], []).append(rec)
+    keys = column_order(k for rec in records for k in rec['values'])
     rows = []
     for method, recs in by_method.items():
         cols = {}
-        for key, _, _ in COLUMNS:
-            vals = [r['values'][key] for r in recs if key in r['values']]
-            if vals:
-                mean, std = _mean_std(vals)
-                cols[key] = dict(mean=mean, std=std, n=len(vals), values=vals)
+        for key in keys:
+            per_seed = OrderedDict((r['seed'], r['values'][key]) for r in recs
+                                   if key in r['values'])
+            if per_seed:
+                mean, std = mean_std(list(per_seed.values()))
+                cols[key] = dict(mean=mean, std=std, n=len(per_seed),
+                                 values=list(per_seed.values()), seeds=list(per_seed))
         info = {}
         for r in recs:
             info.update(r['info'])
         notes = sorted({n for r in recs for n in r['notes']})
         rows.append(dict(method=method, columns=cols, info=info, notes=notes,
                          seeds=[r['seed'] for r in recs]))
+    if reference is not None:
+        add_paired_differences(rows, reference)
     return rows
+
+
+def add_paired_differences(rows: Sequence[Dict], reference: str) -> None:
+    """``column['diff']``: the paired difference from the ``reference`` row (over the seeds
+    both have), for every other row; the pretraining time is not compared."""
+    ref = next((r for r in rows if r['method'] == reference), None)
+    if ref is None:
+        raise ResultsError(f'reference method {reference!r} is not among the rows '
+                           f'{[r["method"] for r in rows]}')
+    for row in rows:
+        row['reference'] = reference
+        if row is ref:
+            continue
+        for key, stats in row['columns'].items():
+            other = ref['columns'].get(key)
+            if key == 'pretrain_s' or other is None:
+                continue
+            stats['diff'] = paired_difference(dict(zip(stats['seeds'], stats['values'])),
+                                              dict(zip(other['seeds'], other['values'])))
 
 
 def check_row_values(rows: Sequence[Dict]) -> List[str]:
     """Problems with the numbers: non-finite or outside the column's range."""
-    ranges = {key: rng for key, _, rng in COLUMNS}
     problems = []
     for row in rows:
         for key, stats in row['columns'].items():
-            lo, hi = ranges[key]
+            lo, hi = column_range(key)
             for v in stats['values']:
                 if not math.isfinite(v) or not lo <= v <= hi:
                     problems.append(f'{row["method"]}: {key}={v} outside [{lo}, {hi}]')
     return problems
+
+
+def table_keys(rows: Sequence[Dict]) -> List[str]:
+    """Columns of the table: the transfer columns as a block when any is present, the
+    probe columns present, and the pretraining time."""
+    present = column_order(k for r in rows for k in r['columns'])
+    transfer = [c[0] for t in TRANSFER_TASKS for c in TASK_COLUMNS[t]]
+    keys = transfer if any(k in transfer for k in present) else []
+    keys += [k for k in present if k not in transfer and k != 'pretrain_s']
+    return keys + ['pretrain_s']
 
 
 def _cell(stats: Optional[Dict], digits: int = 1) -> str:
@@ -200,26 +273,56 @@ def _cell(stats: Optional[Dict], digits: int = 1) -> str:
     text = f'{stats["mean"]:.{digits}f}'
     if stats['std'] is not None:
         text += f' ± {stats["std"]:.{digits}f}'
+    if (stats.get('diff') or {}).get('excludes_zero'):
+        text += f' {MARK}'
     return text
+
+
+def _diff_cell(diff: Optional[Dict]) -> str:
+    if diff is None:
+        return '-'
+    text = f'{diff["mean"]:+.1f}'
+    if diff['low'] is not None:
+        text += f' [{diff["low"]:+.1f}, {diff["high"]:+.1f}]'
+    return text + (f' {MARK}' if diff['excludes_zero'] else '')
 
 
 def format_markdown(rows: Sequence[Dict], title: str = 'Results',
                     extra_columns: Sequence[Tuple[str, str]] = (('teachers', 'teachers'),),
                     notes: Sequence[str] = ()) -> str:
-    """The table as GitHub markdown (one row per method)."""
-    headers = ['method'] + [h for _, h in extra_columns] + [h for _, h, _ in COLUMNS]
+    """The table as GitHub markdown (one row per method), and, when rows were compared
+    with a reference, the table of paired differences."""
+    keys = table_keys(rows)
+    headers = ['method'] + [h for _, h in extra_columns] + [column_header(k) for k in keys]
     lines = [f'# {title}', '', '| ' + ' | '.join(headers) + ' |',
              '|' + '|'.join(['---'] + ['---'] * len(extra_columns) +
-                            ['---:'] * len(COLUMNS)) + '|']
+                            ['---:'] * len(keys)) + '|']
     for row in rows:
         cells = [row['method']] + [str(row['info'].get(k, '')) for k, _ in extra_columns]
-        for key, _, _ in COLUMNS:
+        for key in keys:
             cells.append(_cell(row['columns'].get(key), 0 if key == 'pretrain_s' else 1))
         lines.append('| ' + ' | '.join(cells) + ' |')
     seeds = sorted({len(r['seeds']) for r in rows})
     lines += ['', f'Seeds per method: {", ".join(map(str, seeds))} (mean ± sample std where '
               'more than one).']
+    reference = next((r['reference'] for r in rows if r.get('reference')), None)
+    compared = [r for r in rows if r.get('reference') and r['method'] != reference]
+    if compared:
+        diff_keys = [k for k in keys if k != 'pretrain_s']
+        lines += ['', f'Paired difference from {reference}: mean over the seeds both rows '
+                  f'have [95% t-interval]; {MARK} = the interval excludes 0 (also marked in '
+                  'the table above).', '',
+                  '| method | paired seeds | ' + ' | '.join(column_header(k)
+                                                           for k in diff_keys) + ' |',
+                  '|---|---:|' + '|'.join(['---:'] * len(diff_keys)) + '|']
+        for row in compared:
+            diffs = [row['columns'].get(k, {}).get('diff') for k in diff_keys]
+            n = max((d['n'] for d in diffs if d), default=0)
+            lines.append(f'| {row["method"]} | {n} | ' +
+                         ' | '.join(_diff_cell(d) for d in diffs) + ' |')
     row_notes = [f'{r["method"]}: {n}' for r in rows for n in r['notes']]
+    if notes or row_notes:
+        lines.append('')
     for note in list(notes) + row_notes:
         lines.append(f'- {note}')
     return '\n'.join(lines) + '\n'
@@ -227,22 +330,33 @@ def format_markdown(rows: Sequence[Dict], title: str = 'Results',
 
 def write_csv(rows: Sequence[Dict], path: str,
               extra_columns: Sequence[Tuple[str, str]] = (('teachers', 'teachers'),)) -> None:
-    """One line per method: mean, std and n of every column (empty where absent)."""
+    """One line per method: mean, std and n of every column (empty where absent), and the
+    paired difference from the reference with its interval."""
+    keys = table_keys(rows)
     fields = ['method'] + [k for k, _ in extra_columns]
-    for key, _, _ in COLUMNS:
+    for key in keys:
         fields += [key, f'{key}_std', f'{key}_n']
+        if key != 'pretrain_s':
+            fields += [f'{key}_diff', f'{key}_diff_low', f'{key}_diff_high']
     with open(path, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
             line = {'method': row['method']}
             line.update({k: row['info'].get(k, '') for k, _ in extra_columns})
-            for key, _, _ in COLUMNS:
+            for key in keys:
                 stats = row['columns'].get(key)
                 line[key] = '' if stats is None else f'{stats["mean"]:.4f}'
                 line[f'{key}_std'] = '' if stats is None or stats['std'] is None \
                     else f'{stats["std"]:.4f}'
                 line[f'{key}_n'] = '' if stats is None else stats['n']
+                if key == 'pretrain_s':
+                    continue
+                diff = (stats or {}).get('diff') or {}
+                for name, field_key in (('mean', 'diff'), ('low', 'diff_low'),
+                                        ('high', 'diff_high')):
+                    value = diff.get(name)
+                    line[f'{key}_{field_key}'] = '' if value is None else f'{value:.4f}'
             writer.writerow(line)
 
 
@@ -268,11 +382,13 @@ def write_manifest(runs: Sequence[Run], path: str) -> None:
 
 
 def build_results(runs: Sequence[Run], out_dir: str, title: str = 'Results',
-                  notes: Sequence[str] = ()) -> Dict:
+                  notes: Sequence[str] = (), reference: Optional[str] = None) -> Dict:
     """Collect, aggregate, check and write ``results.md``, ``results.csv`` and
-    ``results.json`` (every per-seed value and where it was read) into ``out_dir``."""
+    ``results.json`` (every per-seed value and where it was read) into ``out_dir``. Rows are
+    compared with ``reference`` (a method; default: the first row)."""
     records = collect_runs(runs)
-    rows = aggregate(records)
+    methods = list(dict.fromkeys(r['method'] for r in records))
+    rows = aggregate(records, reference=reference or (methods[0] if methods else None))
     problems = check_row_values(rows)
     if problems:
         raise ResultsError('metrics out of range: ' + '; '.join(problems))

@@ -11,7 +11,10 @@ subprocesses (``tools/train.py`` ...) writing into its own folder. What matters 
   study puts config digests in ``Stage.spec``) or whose inputs were redone (an upstream
   marker changed) is redone, and so is everything after it;
 * the console shows one progress line per stage and a heartbeat while it trains; the full
-  output of every command goes to ``<stage>/stage.log``.
+  output of every command goes to ``<stage>/stage.log``;
+* with ``jobs`` > 1, stages whose dependencies are finished run side by side (each its own
+  subprocesses, each seeded, so the results do not depend on the schedule); a failure lets
+  the running stages finish, starts no new one, and is then reported.
 """
 import hashlib
 import json
@@ -22,7 +25,9 @@ import shutil
 import subprocess
 import sys
 import time
+import threading
 import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -105,51 +110,102 @@ class StageRunner:
         verbose: also echo every line of the subprocesses.
         heartbeat_s: at most one progress line per this many seconds while a command runs.
         print_fn: where progress lines go.
+        jobs: how many stages may run at once.
     """
 
     def __init__(self, root: str, cwd: Optional[str] = None, env: Optional[Dict] = None,
                  verbose: bool = False, heartbeat_s: float = 20.0,
-                 print_fn: Callable[[str], None] = print):
+                 print_fn: Callable[[str], None] = print, jobs: int = 1):
+        if jobs < 1:
+            raise ValueError(f'jobs must be at least 1, got {jobs}')
         self.root = osp.abspath(root)
         self.cwd = osp.abspath(cwd or root)
         self.env = dict(env or {})
         self.verbose = verbose
         self.heartbeat_s = heartbeat_s
         self.print = print_fn
+        self.jobs = jobs
+        self._live = set()  # running subprocesses, killed if the study is interrupted
+        self._lock = threading.Lock()
 
     def stage_dir(self, name: str) -> str:
         return osp.join(self.root, name)
 
     def run(self, stages: Sequence[Stage]) -> Dict[str, Dict]:
-        """Run (or skip) every stage; return each stage's marker."""
+        """Run (or skip) every stage; return each stage's marker (in the stages' order)."""
         names = [s.name for s in stages]
         if len(set(names)) != len(names):
             raise ValueError(f'stage names must be unique: {names}')
-        os.makedirs(self.root, exist_ok=True)
-        markers, total, started = {}, len(stages), time.time()
-        for index, stage in enumerate(stages, 1):
-            missing = [d for d in stage.deps if d not in markers]
+        position = {name: i for i, name in enumerate(names, 1)}
+        for stage in stages:
+            missing = [d for d in stage.deps if position.get(d, len(names) + 1) >=
+                       position[stage.name]]
             if missing:
                 raise ValueError(f'stage {stage.name!r} depends on {missing}, which do not run '
                                  'before it')
-            dep_sigs = {d: markers[d]['signature'] + markers[d].get('run_id', '')
-                        for d in stage.deps}
-            signature = stage.signature(dep_sigs)
-            head = f'[{index}/{total}] {stage.name}:'
-            marker = read_marker(self.stage_dir(stage.name))
-            if marker is not None and marker.get('signature') == signature and \
-                    self._outputs_present(stage):
-                self.print(f'{head} done earlier ({_fmt_seconds(marker["seconds"])}), skipped')
-                markers[stage.name] = marker
-                continue
-            if marker is not None:
-                why = 'its definition or inputs changed' if marker.get('signature') != \
-                    signature else 'some outputs are missing'
-                self.print(f'{head} redoing it: {why}')
-            elif osp.isdir(self.stage_dir(stage.name)):
-                self.print(f'{head} an earlier run stopped inside it; starting it afresh')
-            markers[stage.name] = self._run_stage(stage, signature, head, started)
-        return markers
+        os.makedirs(self.root, exist_ok=True)
+        markers, started = {}, time.time()
+        pending, running, errors = list(stages), {}, []
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            try:
+                while pending or running:
+                    self._start_ready(pending, running, markers, errors, pool, started,
+                                      position, len(names))
+                    if not running:
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        stage = running.pop(future)
+                        try:
+                            markers[stage.name] = future.result()
+                        except Exception as exc:  # noqa: BLE001  (reported after the others)
+                            if not errors and running:
+                                self.print(f'{stage.name} failed; waiting for the '
+                                           f'{len(running)} running stage(s) to finish')
+                            errors.append(exc)
+            except BaseException:
+                self._kill_live()
+                raise
+        if errors:
+            raise errors[0]
+        return {name: markers[name] for name in names if name in markers}
+
+    def _start_ready(self, pending, running, markers, errors, pool, started, position, total):
+        """Skip finished stages and start ready ones (dependencies done) up to ``jobs``,
+        in the stages' order."""
+        progressed = True
+        while progressed and not errors:
+            progressed = False
+            for stage in list(pending):
+                if len(running) >= self.jobs:
+                    return
+                if any(d not in markers for d in stage.deps):
+                    continue
+                pending.remove(stage)
+                dep_sigs = {d: markers[d]['signature'] + markers[d].get('run_id', '')
+                            for d in stage.deps}
+                signature = stage.signature(dep_sigs)
+                head = f'[{position[stage.name]}/{total}] {stage.name}:'
+                marker = read_marker(self.stage_dir(stage.name))
+                progressed = True
+                if marker is not None and marker.get('signature') == signature and \
+                        self._outputs_present(stage):
+                    self.print(f'{head} done earlier ({_fmt_seconds(marker["seconds"])}), '
+                               'skipped')
+                    markers[stage.name] = marker
+                    break  # stages waiting for this one may be ready now: scan again
+                if marker is not None:
+                    why = 'its definition or inputs changed' if marker.get('signature') != \
+                        signature else 'some outputs are missing'
+                    self.print(f'{head} redoing it: {why}')
+                elif osp.isdir(self.stage_dir(stage.name)):
+                    self.print(f'{head} an earlier run stopped inside it; starting it afresh')
+                running[pool.submit(self._run_stage, stage, signature, head, started)] = stage
+
+    def _kill_live(self):
+        with self._lock:
+            for proc in list(self._live):
+                proc.kill()
 
     def _outputs_present(self, stage: Stage) -> bool:
         return all(osp.exists(osp.join(self.stage_dir(stage.name), o)) for o in stage.outputs)
@@ -168,8 +224,9 @@ class StageRunner:
                 c0 = time.time()
                 log.write(f'$ {command.describe()}\n')
                 log.flush()
+                cpu = None
                 if command.argv is not None:
-                    self._run_subprocess(stage, command, log, log_path, head)
+                    cpu = self._run_subprocess(stage, command, log, log_path, head)
                 else:
                     try:
                         command.func(folder)
@@ -181,6 +238,8 @@ class StageRunner:
                                          f'finished stages are kept.') from exc
                 timings.append(dict(command=command.label or command.describe(),
                                     seconds=round(time.time() - c0, 2)))
+                if cpu is not None:  # wall time depends on the machine's load, CPU time less
+                    timings[-1]['cpu_seconds'] = round(cpu, 2)
         missing = [o for o in stage.outputs if not osp.exists(osp.join(folder, o))]
         if missing:
             raise StageError(f'stage {stage.name!r} finished but did not write {missing} (see '
@@ -203,6 +262,8 @@ class StageRunner:
         env.update({k: str(v) for k, v in self.env.items()})
         proc = subprocess.Popen(argv, cwd=self.cwd, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
+        with self._lock:
+            self._live.add(proc)
         tail: List[str] = []
         last_beat, t0 = time.time(), time.time()
         try:
@@ -217,18 +278,23 @@ class StageRunner:
                 if progress and now - last_beat >= self.heartbeat_s:
                     self.print(f'{head}   {progress}, {_fmt_seconds(now - t0)}')
                     last_beat = now
-            code = proc.wait()
+            _, status, usage = os.wait4(proc.pid, 0)  # the child's own CPU time too
+            proc.returncode = code = os.waitstatus_to_exitcode(status)
+            cpu = usage.ru_utime + usage.ru_stime
         except BaseException:
             proc.kill()
             proc.wait()
             raise
         finally:
             log.flush()
+            with self._lock:
+                self._live.discard(proc)
         if code != 0:
             raise StageError(
                 f'stage {stage.name!r} failed: {" ".join(argv)} exited with {code}.\n'
                 f'Last lines of {log_path}:\n' + ''.join(tail[-25:]) +
                 'Fix the cause and run the same command again: finished stages are kept.')
+        return cpu
 
     @staticmethod
     def _progress(line: str) -> Optional[str]:

@@ -277,4 +277,4 @@ def test_checkpoint_package_imports_no_layer_above_it():
     loaded = eval(out.strip().splitlines()[-1])
     assert 'dmt_mm.checkpoint.export' in loaded
     assert not [m for m in loaded if m.startswith(('dmt_mm.models', 'dmt_mm.engine',
-                                                   'dmt_mm.pipeline', 'dmt_mm.datasets'))]
+                                                   'dmt_mm.study', 'dmt_mm.datasets'))]

@@ -14,7 +14,7 @@ from conftest import CONFIGS, TOOLS, run_tool
 
 import dmt_mm.engine  # noqa: F401  (safe checkpoint loader)
 import dmt_mm.models  # noqa: F401
-from dmt_mm.utils.safe_load import safe_torch_load
+from dmt_mm.checkpoint.loading import safe_torch_load
 
 pytestmark = pytest.mark.slow  # one 40-iteration training run through tools/train.py
 

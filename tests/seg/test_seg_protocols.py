@@ -25,7 +25,7 @@ from protocols import check_protocol
 SEG = CONFIGS / 'benchmarks' / 'mmseg'
 
 
-@pytest.mark.parametrize('protocol', ['ade20k_mae', 'ade20k_ibot'])
+@pytest.mark.parametrize('protocol', ['ade20k_mae', 'ade20k_ibot', 'ade20k_linear'])
 def test_configs_match_the_source_or_the_card_says_why(protocol):
     problems = check_protocol(protocol)
     assert not problems, '\n'.join(problems)

@@ -153,7 +153,8 @@ def test_table_mean_std_over_seeds(tmp_path):
     assert dmt['top1']['mean'] == pytest.approx(60.0)
     assert dmt['top1']['std'] == pytest.approx(10.0)  # sample std of 50, 60, 70
     assert dmt['miou']['std'] == pytest.approx(2.0)
-    assert rows[1]['columns']['top1'] == dict(mean=40.0, std=None, n=1, values=[40.0])
+    assert rows[1]['columns']['top1'] == dict(mean=40.0, std=None, n=1, values=[40.0],
+                                              seeds=[0])
 
     out = build_results(runs, str(tmp_path), title='T', notes=['a note'])
     md = out['markdown']
@@ -206,8 +207,8 @@ def test_visualize_features_tool(tmp_path):
     """An official-layout teacher file and a student file -> one PNG, one column each."""
     from dmt_mm.models.backbones import DMTViT
     from dmt_mm.study.features import default_images
-    from dmt_mm.utils.checkpoint_formats import save_backbone_checkpoint
-    from dmt_mm.utils.official_export import official_checkpoint, save_official
+    from dmt_mm.checkpoint.formats import save_backbone_checkpoint
+    from dmt_mm.checkpoint.export import official_checkpoint, save_official
     arch = dict(embed_dims=48, num_layers=2, num_heads=3, feedforward_channels=96)
     torch.manual_seed(0)
     teacher = DMTViT(arch=arch, img_size=32, patch_size=8)
@@ -240,17 +241,19 @@ def quick_study(tmp_path_factory):
 def test_quick_study_writes_every_artifact_with_numbers_in_range(quick_study):
     root, proc = quick_study
     for i, name in enumerate(['data', 'teacher_mae', 'teacher_mocov3', 'teacher_byol', 'dmt',
-                              'extract_dmt', 'det_dmt', 'seg_dmt', 'cls_dmt', 'results'], 1):
-        assert f'[{i}/10] {name}: done in' in proc.stdout
+                              'extract_dmt', 'det_dmt', 'seg_dmt', 'cls_dmt', 'knn_dmt',
+                              'linear_dmt', 'seg_linear_dmt', 'results'], 1):
+        assert f'[{i}/13] {name}: done in' in proc.stdout
         assert read_marker(str(root / name)) is not None
     results = root / 'results'
-    for name in ('results.md', 'results.csv', 'loss_pretraining.png', 'loss_transfer.png',
-                 'pca_features.png', 'runs.json'):
+    for name in ('results.md', 'results.csv', 'results.json', 'results_figure.png',
+                 'loss_pretraining.png', 'loss_transfer.png', 'pca_features.png', 'runs.json'):
         assert (results / name).stat().st_size > 0, name
     with open(results / 'results.csv') as f:
         rows = list(csv.DictReader(f))
     assert [r['method'] for r in rows] == ['DMT (TFD + SFD)']
     for key, hi in (('top1', 100), ('ap_box', 100), ('ap_mask', 100), ('miou', 100),
+                    ('knn_top1', 100), ('linear_top1', 100), ('seg_linear_miou', 100),
                     ('pretrain_s', math.inf)):
         value = float(rows[0][key])
         assert math.isfinite(value) and 0 <= value <= hi, (key, value)
@@ -264,8 +267,8 @@ def test_quick_study_writes_every_artifact_with_numbers_in_range(quick_study):
 def test_quick_study_teachers_are_official_files_loaded_by_the_real_path(quick_study):
     """The teacher files have the official layouts, unsigned like downloads, and the DMT
     stage's log shows each loaded through checkpoint_format='auto'."""
-    from dmt_mm.utils.checkpoint_formats import convert_vit_state_dict
-    from dmt_mm.utils.safe_load import is_signed, safe_torch_load
+    from dmt_mm.checkpoint.formats import convert_vit_state_dict
+    from dmt_mm.checkpoint.loading import is_signed, safe_torch_load
     root, _ = quick_study
     expected = {'teacher_mae/mae_pretrain_vit_toy.pth': ('mae', 'model'),
                 'teacher_mocov3/mocov3_vit-toy-p8.pth.tar': ('mocov3', 'state_dict'),
@@ -291,8 +294,8 @@ def test_quick_study_resumes(quick_study):
     (root / 'results' / 'stale.txt').write_text('from a killed run')
     proc = run_tool([TOOLS / 'run_pipeline.py', '--quick', '--work-dir', root], cwd=root)
     skipped = [line for line in proc.stdout.splitlines() if 'done earlier' in line]
-    assert len(skipped) == 9
-    assert '[10/10] results: an earlier run stopped inside it' in proc.stdout
+    assert len(skipped) == 12
+    assert '[13/13] results: an earlier run stopped inside it' in proc.stdout
     assert not (root / 'results' / 'stale.txt').exists()
     assert (root / 'results' / 'results.md').exists()
 
@@ -312,8 +315,9 @@ def test_options_are_checked():
     assert {'dmt', 'dmt_s1', 'cls_scratch_s1', 'det_dmt_sfd', 'extract_dmt_mae_s1'} <= \
         set(names)
     assert 'scratch' not in names and 'extract_scratch' not in names  # nothing to pretrain
-    # 6 pretrained methods x 2 seeds x (pretrain + extract + 3 transfers) + 2 x 3 scratch
-    assert len(names) == 4 + 6 * 2 * 5 + 2 * 3 + 1
+    # 6 pretrained methods x 2 seeds x (pretrain + extract + 3 transfers + 3 probes)
+    # + 2 seeds x 6 for scratch
+    assert len(names) == 4 + 6 * 2 * 8 + 2 * 6 + 1
     assert np.unique(names).size == len(names)
 
 
@@ -340,22 +344,23 @@ def test_default_lengths_are_the_configs_own():
     `tools/train.py <pipeline config>` by hand reproduces a stage."""
     from mmengine.config import Config
 
-    from dmt_mm.study.study import METHODS, PROFILES, TEACHERS, TRANSFER
+    from dmt_mm.study.study import (CONTROLLED_METHODS, CONTROLLED_TEACHERS, METHODS, PROFILES,
+                                    TASKS, TEACHERS)
     lengths = PROFILES['default']
 
     def cfg(name):
         return Config.fromfile(str(STUDY_CONFIGS / name))
 
-    for t in TEACHERS:
+    for t in TEACHERS + CONTROLLED_TEACHERS:
         assert cfg(t['config']).train_cfg.max_iters == lengths['teacher_iters'], t['config']
-    for m in METHODS.values():
+    for m in list(METHODS.values()) + list(CONTROLLED_METHODS.values()):
         if m['config']:
             assert cfg(m['config']).train_cfg.max_iters == lengths['dmt_iters'], m['config']
-    for task, spec in TRANSFER.items():
+    for task, spec in TASKS.items():
         c = cfg(spec['config'])
         if spec['by'] == 'iters':
             assert c.train_cfg.max_iters == lengths[f'{task}_iters']
-        else:
+        elif spec['by'] == 'epochs':
             assert c.train_cfg.max_epochs == lengths[f'{task}_epochs']
 
 
@@ -371,3 +376,95 @@ def test_config_digest_follows_local_bases(tmp_path):
     assert before == config_digest(str(tmp_path / 'child.py'))
     (tmp_path / 'grand.py').write_text('a = 2\n')
     assert config_digest(str(tmp_path / 'child.py')) != before
+
+
+# ---------------------------------------------------------------- parallel stages, options
+def _timed(root, name, seconds, deps=(), fail=False):
+    code = (f'import time, json; t = time.time(); time.sleep({seconds}); '
+            f'open({str(osp.join(root, name, "t.json"))!r}, "w").write(json.dumps([t, time.time()]))'
+            + ('; raise SystemExit(2)' if fail else ''))
+    return S(name, name, [command([PY, '-c', code])], deps=list(deps), outputs=['t.json'])
+
+
+def test_two_jobs_overlap_independent_stages_and_wait_for_dependencies(tmp_path):
+    root = str(tmp_path)
+    stages = [_timed(root, 'a', 1.0), _timed(root, 'b', 1.0), _timed(root, 'c', 0.1, ['a', 'b'])]
+    StageRunner(root, print_fn=lambda s: None, jobs=2).run(stages)
+    spans = {n: json.load(open(tmp_path / n / 't.json')) for n in 'abc'}
+    assert spans['a'][0] < spans['b'][1] and spans['b'][0] < spans['a'][1]  # side by side
+    assert spans['c'][0] >= max(spans['a'][1], spans['b'][1])  # after both inputs
+
+
+def test_a_failure_lets_the_running_stage_finish_and_starts_nothing_new(tmp_path):
+    root = str(tmp_path)
+    stages = [_timed(root, 'bad', 0.1, fail=True), _timed(root, 'slow', 1.5),
+              _timed(root, 'later', 0.1, ['slow'])]
+    lines = []
+    with pytest.raises(StageError, match="stage 'bad' failed"):
+        StageRunner(root, print_fn=lines.append, jobs=2).run(stages)
+    assert read_marker(str(tmp_path / 'slow')) is not None  # finished and kept
+    assert not (tmp_path / 'later').exists()
+    assert any('waiting for the 1 running stage(s) to finish' in line for line in lines)
+
+
+def test_controlled_study_plan():
+    """--controlled: three teachers with known objectives, DMT from all three and from each,
+    random init, and one dense linear probe per factor of every student and teacher."""
+    from dmt_mm.study.study import CONTROLLED_FACTORS
+    study = Study(options(controlled=True, profile='quick', work_dir='w'))
+    stages = {s.name: s for s in study.stages()}
+    names = list(stages)
+    assert names[:4] == ['data', 'teacher_category', 'teacher_appearance', 'teacher_geometry']
+    for key in ('dmt', 'dmt_category', 'dmt_appearance', 'dmt_geometry'):
+        assert {key, f'extract_{key}'} <= set(names)
+    probed = ['dmt', 'dmt_category', 'dmt_appearance', 'dmt_geometry', 'scratch',
+              'teacher-category', 'teacher-appearance', 'teacher-geometry']
+    assert {f'seg_linear-{f}_{m}' for f in CONTROLLED_FACTORS for m in probed} <= set(names)
+    assert len(names) == 4 + 4 * 2 + len(CONTROLLED_FACTORS) * len(probed) + 1
+    argv = [str(a) for a in stages['seg_linear-depth_dmt_geometry'].commands[0].argv]
+    assert 'train_dataloader.dataset.factor=depth' in argv
+    assert 'model.decode_head.num_classes=3' in argv
+    assert f'model.backbone.init_cfg.checkpoint={study.path("extract_dmt_geometry")}' in \
+        ' '.join(argv)
+    teacher = [str(a) for a in stages['seg_linear-colour_teacher-appearance'].commands[0].argv]
+    assert 'model.backbone.arch.embed_dims=96' in teacher
+    assert 'model.decode_head.in_channels=96' in teacher
+    assert any(a.endswith('teacher_appearance/appearance_teacher_vit-toy-p16.pth')
+               for a in teacher)
+    with pytest.raises(ValueError, match="unknown methods \\['dmt_mae'\\]"):
+        Study(options(controlled=True, methods=['dmt_mae']))
+
+
+def _run_pipeline_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('run_pipeline', TOOLS / 'run_pipeline.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--threads', '0'], 'error: --threads 0: must be at least 1 (e.g. --threads 1)'),
+    (['--jobs', '-1'], 'error: --jobs -1: must be at least 1 (e.g. --jobs 1)'),
+    (['--set', 'det_iters=-5'],
+     'error: --set det_iters=-5: lengths are positive integers (e.g. --set det_iters=160)'),
+    (['--set', 'seg_linear_iters=0'], 'error: --set seg_linear_iters=0: lengths are positive'),
+    (['--set', 'det_iters=many'], 'error: --set det_iters=many: not an integer'),
+], ids=['threads', 'jobs', 'negative-length', 'zero-length', 'not-a-number'])
+def test_bad_options_get_one_line(args, message, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        _run_pipeline_module().main(['--work-dir', str(tmp_path / 'w'), *args])
+    text = str(exc.value.code)
+    assert text.startswith(message) and '\n' not in text
+    assert not (tmp_path / 'w').exists()
+
+
+def test_bad_option_on_the_command_line(tmp_path):
+    """As a user sees it: one line on the terminal, no traceback, exit status 1."""
+    proc = run_tool([TOOLS / 'run_pipeline.py', '--work-dir', tmp_path / 'w', '--set',
+                     'det_iters=-5'], cwd=tmp_path, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.strip()
+             and 'Warning' not in line and 'pkg_resources' not in line
+             and not line.startswith('  ')]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stdout
+    assert lines[0].startswith('error: --set det_iters=-5: lengths are positive integers')

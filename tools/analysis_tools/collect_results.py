@@ -11,10 +11,15 @@
         --run DMT seg work_dirs/upernet_dmt-vit-small-p16-f2p_8xb2-amp-160k_ade20k-512x512 \
         --out-dir work_dirs/results --plots
 
-TASK: pretrain (its time), cls (top-1), det (AP box, AP mask), seg (mIoU), teacher (loss
+TASK: pretrain (its time), cls (top-1), det (AP box, AP mask), seg (mIoU), the frozen-feature
+probes knn (k-NN top-1), linear (linear-probe top-1) and seg_linear (dense linear probe,
+mIoU) -- a probe may name a factor of the data, e.g. seg_linear/colour -- and teacher (loss
 curve and time note only). Metrics come from <work_dir>/test_metrics.json (tools/test.py),
 else the last evaluation in <work_dir>/*/vis_data/scalars.json. Seeds of one method are
-reported as mean ± std. Writes results.md, results.csv, results.json (+ PNGs with --plots).
+reported as mean ± std; every row's paired difference from the --reference row (default:
+the first) comes with its 95% t-interval over the seeds both have. Writes results.md,
+results.csv, results.json (every per-seed value) and, with --plots, results_figure.png (a
+panel per metric, a bar per method with its 95% interval) and the loss curves.
 
 Under the table, each cls / det / seg number says which protocol produced it: the
 ``protocol`` entry (name, card, source) of the config mmengine dumped into the work dir
@@ -26,7 +31,8 @@ import os
 import os.path as osp
 
 from dmt_mm.study.report import runs_from_args, write_report
-from dmt_mm.study.results import ResultsError, load_manifest
+from dmt_mm.study.results import (PROBE_TASKS, TRANSFER_TASKS, ResultsError, load_manifest,
+                                  split_task)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BENCHMARKS = {osp.basename(p) for p in glob.glob(
@@ -35,12 +41,12 @@ BENCHMARKS = {osp.basename(p) for p in glob.glob(
 
 
 def run_config(work_dir):
-    """(file name, config) of the config mmengine dumped into the work dir (newest), or
-    (None, None)."""
+    """(file name, config) of the config mmengine dumped into the work dir: the newest
+    ``<work_dir>/<config>.py``, else the newest ``*/vis_data/config.py``; or (None, None)."""
     from mmengine.config import Config
-    dumped = sorted(glob.glob(osp.join(work_dir, '*.py')), key=osp.getmtime) + sorted(
-        glob.glob(osp.join(work_dir, '*', 'vis_data', 'config.py')))
-    for path in reversed(dumped):
+    named = sorted(glob.glob(osp.join(work_dir, '*.py')), key=osp.getmtime, reverse=True)
+    logged = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'config.py')), reverse=True)
+    for path in named + logged:
         try:
             cfg = Config.fromfile(path, import_custom_modules=False)
         except Exception:  # noqa: BLE001  (not a config: a work dir may hold other .py files)
@@ -78,7 +84,10 @@ def parse_args(argv=None):
     parser.add_argument('--title', default='Results')
     parser.add_argument('--note', nargs='+', action='extend', default=[],
                         help='lines added under the table')
-    parser.add_argument('--plots', action='store_true', help='also write loss-curve PNGs')
+    parser.add_argument('--reference', help='the method every row is compared with (paired '
+                        'difference over seeds, 95%% t-interval); default: the first row')
+    parser.add_argument('--plots', action='store_true',
+                        help='also write results_figure.png and the loss-curve PNGs')
     return parser.parse_args(argv)
 
 
@@ -93,13 +102,14 @@ def main(argv=None):
         raise SystemExit(f'error: {exc}') from None
     if not runs:
         raise SystemExit('error: nothing to collect: give --manifest and/or --run')
-    notes = list(args.note) + [protocol_note(r) for r in runs
-                               if r.task in ('cls', 'det', 'seg')]
+    notes = list(args.note) + [protocol_note(r) for r in runs if split_task(r.task)[0]
+                               in TRANSFER_TASKS + PROBE_TASKS]
     out_dir = args.out_dir or (osp.dirname(osp.abspath(args.manifest[0])) if args.manifest
                                else os.getcwd())
     os.makedirs(out_dir, exist_ok=True)
     try:
-        out = write_report(runs, out_dir, title=args.title, notes=notes, plots=args.plots)
+        out = write_report(runs, out_dir, title=args.title, notes=notes, plots=args.plots,
+                           reference=args.reference)
     except ResultsError as exc:
         raise SystemExit(f'error: {exc}') from None
     print(out['markdown'])

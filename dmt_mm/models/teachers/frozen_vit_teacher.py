@@ -2,7 +2,7 @@
 
 The teacher is a ``DMTViT`` (mmpretrain ViT layout) built from ``backbone`` and filled from
 ``checkpoint`` -- an official MAE / MoCo v3 / iBOT / DINO file as published, or an
-mmpretrain-layout file -- through :func:`dmt_mm.utils.checkpoint_formats.load_vit_weights`.
+mmpretrain-layout file -- through :func:`dmt_mm.checkpoint.formats.load_vit_weights`.
 
 The ViT is held *outside* the module tree (``teacher.backbone`` still reaches it), so its
 weights are not ``parameters()`` / ``state_dict()`` entries of any model that contains the

@@ -1,0 +1,239 @@
+"""Weighted k-NN classification on frozen features: the DINO / iBOT protocol.
+
+The vote is transcribed from ``knn_classifier`` of facebookresearch/dino ``eval_knn.py``
+(commit 7c446df5b9f45747937fb0d72314eb9f7b66930a; bytedance/ibot
+``evaluation/eval_knn.py`` is the same code): features L2-normalised, cosine similarity to
+every training feature, the ``k`` most similar vote for their class with weight
+``exp(similarity / T)``, the class with the largest sum wins.
+
+The training set's features and labels (the *prototype*, as mmpretrain's
+``ImageToImageRetriever`` calls it) are extracted once per backbone: once per run, and, with
+``feature_cache``, once for every run of the same weights on the same data (DINO's
+``--dump_features`` / ``--load_features``). Extraction runs on every rank over its shard of
+the loader and is gathered with mmengine's dist utilities, as DINO gathers with
+``torch.distributed.all_gather`` and ``index_copy_``.
+
+Why not ``ImageToImageRetriever`` itself: its prototype keeps no labels, its ``all_reduce``
+of zero-filled rows counts twice the samples a padding sampler repeats, and its encoder is
+named ``image_encoder`` -- a student file (``backbone.*``, what
+``tools/model_converters/extract_student.py`` writes) must load into this model as the
+checkpoint of ``tools/test.py``, with strict keys. It shares the retriever's interface:
+``prototype`` (a dataloader config), ``prepare_prototype`` (run lazily at the first batch,
+or by mmpretrain's ``PrepareProtoBeforeValLoopHook``) and ``dump_prototype``.
+"""
+import hashlib
+import json
+import os
+import os.path as osp
+from typing import List, Optional, Tuple
+
+import mmengine.dist as dist
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.registry import DefaultScope
+from mmpretrain.models.retrievers.base import BaseRetriever
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+from mmpretrain.utils import track_on_main_process
+
+
+def knn_vote(features: torch.Tensor, train_features: torch.Tensor,
+             train_labels: torch.Tensor, k: int, temperature: float,
+             num_classes: int) -> torch.Tensor:
+    """Per-class vote of DINO's weighted k-NN for L2-normalised ``features`` (B x D).
+
+    ``train_features`` (N x D, L2-normalised) and ``train_labels`` (N) are the neighbours.
+    Returns B x ``num_classes`` sums of ``exp(cosine / temperature)`` over the ``k`` nearest
+    neighbours of each class (DINO's ``probs``, before its sort)."""
+    similarity = features @ train_features.t()
+    distances, indices = similarity.topk(k, dim=1, largest=True, sorted=True)
+    neighbours = train_labels[indices]                                    # B x k
+    one_hot = F.one_hot(neighbours, num_classes).to(distances.dtype)      # B x k x C
+    weights = (distances / temperature).exp()
+    return (one_hot * weights.unsqueeze(-1)).sum(dim=1)
+
+
+def _gather(tensor: torch.Tensor) -> torch.Tensor:
+    """Rows of every rank, concatenated (ranks may hold different numbers of rows)."""
+    if dist.get_world_size() == 1:
+        return tensor
+    sizes = dist.all_gather(torch.tensor([tensor.shape[0]], device=tensor.device))
+    longest = int(max(s.item() for s in sizes))
+    padded = tensor.new_zeros((longest, ) + tuple(tensor.shape[1:]))
+    padded[:tensor.shape[0]] = tensor
+    parts = dist.all_gather(padded)
+    return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)])
+
+
+@MODELS.register_module()
+class KNNClassifier(BaseRetriever):
+    """k-NN classifier for ``tools/test.py``: scores are the normalised class votes, so
+    mmpretrain's ``Accuracy`` reports DINO's top-1 / top-5.
+
+    Args:
+        backbone: the frozen backbone; the feature is its last output (the CLS token after
+            the final norm for ``out_type='cls_token'``, as DINO's ``model(samples)``).
+        neck: optional neck after it.
+        prototype: dataloader config of the labelled training set (neighbours).
+        num_classes: classes of the labels.
+        k: neighbours that vote (DINO: 20 is the reported setting).
+        temperature: the vote's temperature T (DINO: 0.07).
+        feature_cache: optional file for the prototype features; reused when it was written
+            for the same weights and data, rewritten otherwise.
+    """
+
+    def __init__(self, backbone: dict, prototype: dict, num_classes: int,
+                 neck: Optional[dict] = None, k: int = 20, temperature: float = 0.07,
+                 feature_cache: Optional[str] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+        data_preprocessor = dict(data_preprocessor or {})
+        data_preprocessor.setdefault('type', 'mmpretrain.ClsDataPreprocessor')
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.neck = MODELS.build(neck) if neck is not None else None
+        self.prototype = prototype
+        self.prototype_inited = False
+        if k < 1 or temperature <= 0:
+            raise ValueError(f'k-NN needs k >= 1 and temperature > 0, got k={k}, '
+                             f'temperature={temperature}')
+        self.num_classes = num_classes
+        self.k = k
+        self.temperature = temperature
+        self.feature_cache = feature_cache
+        self.requires_grad_(False)
+
+    # ------------------------------------------------------------------ features
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        if mode == 'tensor':
+            return self.extract_feat(inputs)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        raise RuntimeError(f'invalid mode {mode!r}')
+
+    def extract_feat(self, inputs):
+        feats = self.backbone(inputs)
+        if self.neck is not None:
+            feats = self.neck(feats)
+        if isinstance(feats, tuple):
+            feats = feats[-1]
+        return F.normalize(feats.flatten(1), dim=1, p=2)
+
+    @torch.no_grad()
+    def _extract(self, loader) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(features, labels) of the whole loader's dataset, on every rank."""
+        self.eval()
+        feats, labels, indices = [], [], []
+        for data_batch in track_on_main_process(loader, 'Extracting k-NN features'):
+            data = self.data_preprocessor(data_batch, False)
+            feats.append(self.extract_feat(data['inputs']))
+            labels += [int(s.gt_label[0]) for s in data['data_samples']]
+            indices += [int(s.sample_idx) for s in data['data_samples']]
+        device = feats[0].device
+        feats = _gather(torch.cat(feats))
+        labels = _gather(torch.tensor(labels, device=device))
+        indices = _gather(torch.tensor(indices, device=device))
+        size = len(loader.dataset)
+        if torch.unique(indices).numel() != size:
+            raise RuntimeError(f'k-NN features cover {torch.unique(indices).numel()} of the '
+                               f'{size} training images: the prototype loader must visit '
+                               'every image (a DefaultSampler with shuffle=False)')
+        out_feats = feats.new_zeros(size, feats.shape[1]).index_copy_(0, indices, feats)
+        out_labels = labels.new_zeros(size).index_copy_(0, indices, labels)
+        return out_feats, out_labels
+
+    def _fingerprint(self, loader) -> str:
+        """Hash of the encoder's weights and of the dataset the features come from."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        dataset = loader.dataset
+        digest.update(json.dumps(dict(n=len(dataset), data_root=getattr(
+            dataset, 'data_root', None), ann_file=getattr(dataset, 'ann_file', None),
+            pipeline=repr(getattr(dataset, 'pipeline', None))), default=str).encode())
+        return digest.hexdigest()
+
+    @torch.no_grad()
+    def prepare_prototype(self):
+        """Features and labels of the training set, from the cache or extracted."""
+        from mmengine.runner import Runner
+        if not isinstance(self.prototype, dict):
+            raise TypeError('KNNClassifier.prototype must be a dataloader config (the '
+                            f'labelled training set), got {type(self.prototype).__name__}')
+        with DefaultScope.overwrite_default_scope('mmpretrain'):  # its datasets, transforms
+            loader = Runner.build_dataloader(self.prototype)
+        device = next(self.backbone.parameters()).device
+        fingerprint = self._fingerprint(loader)
+        cached = self._read_cache(fingerprint)
+        if cached is None:
+            feats, labels = self._extract(loader)
+            self._write_cache(feats, labels, fingerprint)
+        else:
+            feats, labels = cached
+        if self.k > feats.shape[0]:
+            raise ValueError(f'k={self.k} neighbours, but the training set has '
+                             f'{feats.shape[0]} images: lower model.k')
+        if int(labels.max()) >= self.num_classes:
+            raise ValueError(f'training label {int(labels.max())} >= num_classes='
+                             f'{self.num_classes}: set model.num_classes to the dataset\'s')
+        self.register_buffer('prototype_vecs', feats.to(device), persistent=False)
+        self.register_buffer('prototype_labels', labels.to(device), persistent=False)
+        self.prototype_inited = True
+
+    def _read_cache(self, fingerprint):
+        if not self.feature_cache or not osp.isfile(self.feature_cache):
+            return None
+        data = [None]
+        if dist.is_main_process():
+            data[0] = torch.load(self.feature_cache, map_location='cpu', weights_only=True)
+        dist.broadcast_object_list(data, src=0)
+        cache = data[0]
+        if cache.get('fingerprint') != fingerprint:
+            print_log(f'k-NN: {self.feature_cache} holds features of other weights or data; '
+                      'extracting them again', logger='current')
+            return None
+        print_log(f'k-NN: training features read from {self.feature_cache}', logger='current')
+        return cache['features'], cache['labels']
+
+    def _write_cache(self, feats, labels, fingerprint):
+        if not self.feature_cache or not dist.is_main_process():
+            return
+        os.makedirs(osp.dirname(osp.abspath(self.feature_cache)), exist_ok=True)
+        tmp = self.feature_cache + '.tmp'
+        torch.save(dict(features=feats.cpu(), labels=labels.cpu(), fingerprint=fingerprint),
+                   tmp)
+        os.replace(tmp, self.feature_cache)  # never a half-written cache
+        print_log(f'k-NN: training features written to {self.feature_cache}',
+                  logger='current')
+
+    def dump_prototype(self, path):
+        """Save the training features and labels (``feature_cache`` does it on the way)."""
+        if not self.prototype_inited:
+            self.prepare_prototype()
+        torch.save(dict(features=self.prototype_vecs.cpu(),
+                        labels=self.prototype_labels.cpu()), path)
+
+    def matching(self, inputs: torch.Tensor):
+        """Class votes of L2-normalised features."""
+        return knn_vote(inputs, self.prototype_vecs, self.prototype_labels, self.k,
+                        self.temperature, self.num_classes)
+
+    # ------------------------------------------------------------------ prediction
+    def loss(self, inputs, data_samples):
+        raise RuntimeError('a k-NN probe has nothing to train: run tools/test.py with this '
+                           'config (no checkpoint needed beyond the backbone\'s init_cfg)')
+
+    def predict(self, inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None, **kwargs):
+        if not self.prototype_inited:
+            self.prepare_prototype()
+        votes = self.matching(self.extract_feat(inputs))
+        scores = votes / votes.sum(dim=1, keepdim=True)
+        if data_samples is None:
+            data_samples = [DataSample() for _ in range(scores.shape[0])]
+        for sample, score in zip(data_samples, scores):
+            sample.set_pred_score(score).set_pred_label(score.argmax(keepdim=True))
+        return data_samples
