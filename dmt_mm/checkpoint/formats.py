@@ -579,6 +579,21 @@ def dinov2_resize_pos_embed(pos_embed: torch.Tensor, grid: Tuple[int, int],
     return torch.cat([prefix.float(), patch], dim=1).to(pos_embed.dtype)
 
 
+def _check_registers(state_dict: Mapping, model: torch.nn.Module) -> None:
+    """DINOv2 with / without register tokens: the file and the arch must agree."""
+    tokens = state_dict.get('register_tokens', state_dict.get('reg_token'))
+    regs = 0 if tokens is None else tokens.shape[1]
+    own = getattr(model, 'reg_token', None)
+    model_regs = 0 if own is None else own.shape[1]
+    if regs != model_regs:
+        size = {384: 'small', 768: 'base', 1024: 'large', 1536: 'giant'}.get(
+            model.embed_dim, 'base')
+        raise CheckpointFormatError(
+            f'the checkpoint has {regs} register tokens, the teacher {model_regs}: use the '
+            f'arch vit_{size}_patch14_{"reg4_" if regs else ""}dinov2'
+            f'{" (or another register count via model_kwargs.reg_tokens)" if regs else ""}')
+
+
 def _timm_filter(model: torch.nn.Module):
     """The ``checkpoint_filter_fn`` of the timm model file that defines ``model``."""
     import sys
@@ -634,11 +649,18 @@ def convert_teacher_state_dict(checkpoint: Mapping, family: str, model: torch.nn
     prefix = _ENCODER_PREFIX[layout]
     ignored = [k for k in state_dict if not k.startswith(prefix)]
     if family == 'dinov2':
+        _check_registers(state_dict, model)
         table = state_dict.get('pos_embed')
         if table is not None:
             state_dict['pos_embed'] = dinov2_resize_pos_embed(
                 table, tuple(model.patch_embed.grid_size))
-    converted = _timm_filter(model)(dict(state_dict), model)
+    try:
+        converted = _timm_filter(model)(dict(state_dict), model)
+    except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+        hints = '; '.join('likely cause: ' + h for h in _teacher_hints(model, state_dict))
+        raise CheckpointFormatError(f'the {LAYOUT_NAMES[layout]} file does not convert to '
+                                    f'the teacher ({str(exc).splitlines()[0][:160]})'
+                                    + (f'; {hints}' if hints else '')) from None
     expected = model.state_dict()
     for key in [k for k in converted if k not in expected and _TEACHER_IGNORABLE.match(k)]:
         converted.pop(key)
@@ -669,8 +691,8 @@ def _teacher_hints(model: torch.nn.Module, state_dict: Mapping) -> List[str]:
                      'choose the arch of that depth')
     regs, model_regs = (shape(sd, 'reg_token', 1) or 0 for sd in (state_dict, own))
     if regs != model_regs:
-        hints.append(f'the checkpoint has {regs} register tokens, the teacher {model_regs}: use '
-                     f'the {"_reg4_" if regs else "plain"} DINOv2 arch (e.g. vit_base_patch14_'
+        hints.append(f'the checkpoint has {regs} register tokens, the teacher {model_regs}: '
+                     f'choose the arch with {regs} (e.g. vit_base_patch14_'
                      f'{"reg4_" if regs else ""}dinov2)')
     hidden, model_hidden = (shape(sd, 'blocks.0.mlp.fc1.weight', 0) for sd in (state_dict, own))
     if hidden is not None and model_hidden is not None and hidden != model_hidden:
