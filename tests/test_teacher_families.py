@@ -11,16 +11,13 @@ intermediate block to 1e-4 (max abs), on the same raw pixels normalised by each 
 rule (the teacher re-normalises the data preprocessor's ImageNet-normalised input).
 Wrong files are refused in one line that names the fix.
 """
-import json
 import math
-import warnings
 
 import pytest
 import torch
 import torch.nn as nn
 
-from conftest import REPO  # noqa: F401  (tests/ on sys.path for third_party)
-
+import official_teachers as official
 from dmt_mm.checkpoint.formats import CheckpointFormatError, dinov2_resize_pos_embed
 from dmt_mm.models.teachers import FrozenViTTeacher, TimmTeacher
 from dmt_mm.models.teachers.base import IMAGENET_MEAN, IMAGENET_STD
@@ -34,23 +31,6 @@ def report_differences():
     yield
     for name, diff in sorted(MAX_DIFFS.items()):
         print(f'\n{name}: max abs difference to the official features {diff:.2e}')
-
-
-def randomize(module: nn.Module, seed: int):
-    """Random weights everywhere (norm scales around 1), so no tensor is left at an init
-    value that would hide a swapped or missing weight."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            leaf = name.rsplit('.', 1)[-1]
-            if p.dim() == 1 and leaf == 'weight':
-                p.copy_(1 + 0.1 * noise)        # norm scales
-            elif leaf == 'gamma':
-                p.copy_(0.5 + 0.1 * noise)      # layer scale
-            else:
-                p.copy_(0.05 * noise if p.dim() > 1 else 0.02 * noise)
-    return module.eval()
 
 
 def raw_pixels(size, seed=0):
@@ -95,30 +75,12 @@ def assert_one_line(exc_info, *fragments):
 DINO_TINY = dict(embed_dim=64, depth=2, num_heads=2)
 
 
-def official_dinov2(registers: int, swiglu: bool = False, seed: int = 0):
-    """The authors' DinoVisionTransformer as the hub builds it (``_make_dinov2_model``:
-    layer scale, block_chunks=0), tiny, with a 126-px (9 x 9) position table."""
-    kwargs = dict(img_size=126, patch_size=14, init_values=1.0, block_chunks=0,
-                  mlp_ratio=4, ffn_layer='swiglufused' if swiglu else 'mlp', **DINO_TINY)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # "xFormers not available"
-        if registers:
-            from third_party.dinov2_vision_transformer import DinoVisionTransformer
-            model = DinoVisionTransformer(num_register_tokens=registers,
-                                          interpolate_antialias=False, interpolate_offset=0.1,
-                                          **kwargs)
-        else:
-            from dinov2.models.vision_transformer import DinoVisionTransformer
-            model = DinoVisionTransformer(**kwargs)
-    return randomize(model, seed)
-
-
 @pytest.mark.parametrize('variant', ['plain', 'reg4', 'swiglu'])
 def test_dinov2_matches_the_authors_code(variant, tmp_path):
     registers = 4 if variant == 'reg4' else 0
-    official = official_dinov2(registers, swiglu=variant == 'swiglu')
+    reference = official.dinov2(registers=registers, swiglu=variant == 'swiglu')
     path = tmp_path / f'dinov2_vits14{"_reg4" if registers else ""}_pretrain.pth'
-    torch.save(official.state_dict(), path)       # the hub file: the plain state dict
+    torch.save(reference.state_dict(), path)      # the hub file: the plain state dict
     arch = {'plain': 'vit_small_patch14_dinov2', 'reg4': 'vit_small_patch14_reg4_dinov2',
             'swiglu': 'vit_giant_patch14_dinov2'}[variant]
     kwargs = dict(DINO_TINY)
@@ -132,8 +94,8 @@ def test_dinov2_matches_the_authors_code(variant, tmp_path):
     with torch.no_grad():
         x = normalise(raw, [255 * m for m in (0.485, 0.456, 0.406)],
                       [255 * s for s in (0.229, 0.224, 0.225)])  # dinov2/data/transforms.py
-        feats = official.forward_features(x)
-        block = official.get_intermediate_layers(x, n=[0], norm=False)[0]
+        feats = reference.forward_features(x)
+        block = reference.get_intermediate_layers(x, n=[0], norm=False)[0]
     out = check(f'dinov2-{variant}', teacher, raw, feats['x_norm_clstoken'],
                 feats['x_norm_patchtokens'], block)
     assert out['grid'] == (5, 5)
@@ -157,35 +119,7 @@ def test_dinov2_position_table_follows_the_authors_rule():
 
 
 # ------------------------------------------------------------------- CLIP / OpenCLIP
-CLIP_VISION = dict(image_size=64, layers=2, width=64, patch_size=16)   # 64 // 64 = 1 head
-CLIP_TEXT = dict(context_length=8, vocab_size=100, width=64, heads=1, layers=1)  # OpenAI: 64 per head
 CLIP_TINY = dict(embed_dim=64, depth=2, num_heads=1)
-
-
-def official_clip(quick_gelu: bool, seed: int = 1):
-    from open_clip.model import CLIP
-    return randomize(CLIP(embed_dim=32, vision_cfg=CLIP_VISION, text_cfg=CLIP_TEXT,
-                          quick_gelu=quick_gelu), seed)
-
-
-def save_openai_archive(model, path):
-    """OpenAI's release format: a TorchScript archive of the whole CLIP model, its matrices
-    in fp16 (``convert_weights``, which open_clip's reader applies again), whose state dict
-    has OpenAI's names plus ``input_resolution`` / ``context_length`` / ``vocab_size``
-    (open_clip's ``build_model_from_openai_state_dict`` drops these three)."""
-    import copy
-
-    from open_clip.model import convert_weights_to_lp
-    scripted = copy.deepcopy(model)
-    convert_weights_to_lp(scripted, dtype=torch.float16)
-    mask = scripted._buffers.pop('attn_mask')     # open_clip's buffer; OpenAI's is not one
-    scripted.attn_mask = mask
-    for key, value in (('input_resolution', 64), ('context_length', 8), ('vocab_size', 100)):
-        scripted.__dict__.pop(key, None)            # open_clip keeps two of them as ints
-        scripted.register_buffer(key, torch.tensor(value))
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # torch.jit deprecation notice
-        torch.jit.script(scripted).save(str(path))
 
 
 def clip_reference(model, x):
@@ -211,141 +145,64 @@ def clip_reference(model, x):
 def test_openai_clip_from_its_torchscript_archive_matches_open_clip(tmp_path):
     import open_clip
     path = tmp_path / 'ViT-B-16.pt'
-    save_openai_archive(official_clip(quick_gelu=True), path)
+    official.save_openai_archive(official.clip(quick_gelu=True), path)
     # the official reading of OpenAI's archive (QuickGELU model, OpenAI names)
-    official = open_clip.load_openai_model(str(path), device='cpu').eval()
+    reference = open_clip.load_openai_model(str(path), device='cpu').eval()
     teacher = TimmTeacher(family='openai_clip', arch='vit_base_patch16_clip_quickgelu_224',
                           checkpoint=str(path), img_size=64, model_kwargs=CLIP_TINY)
     raw = raw_pixels(64, seed=1)
     x = normalise(raw, [255 * m for m in open_clip.OPENAI_DATASET_MEAN],
                   [255 * s for s in open_clip.OPENAI_DATASET_STD])
-    check('openai-clip (TorchScript)', teacher, raw, *clip_reference(official, x))
+    check('openai-clip (TorchScript)', teacher, raw, *clip_reference(reference, x))
 
 
 @pytest.mark.parametrize('container', ['open_clip_pytorch_model.bin',
                                        'open_clip_model.safetensors'])
 def test_open_clip_matches_open_clip(container, tmp_path):
     import open_clip
-    from safetensors.torch import save_file
-    official = official_clip(quick_gelu=False, seed=2)
-    path = tmp_path / container
-    state = {k: v.contiguous() for k, v in official.state_dict().items()}
-    if container.endswith('.bin'):
-        torch.save(state, path)
-    else:
-        save_file(state, str(path))
+    reference = official.clip(quick_gelu=False, seed=2)
+    path = official.save_state_dict(reference.state_dict(), tmp_path / container)
     teacher = TimmTeacher(family='open_clip', arch='vit_base_patch16_clip_224',
                           checkpoint=str(path), img_size=64, model_kwargs=CLIP_TINY)
     raw = raw_pixels(64, seed=2)
     x = normalise(raw, [255 * m for m in open_clip.OPENAI_DATASET_MEAN],
                   [255 * s for s in open_clip.OPENAI_DATASET_STD])
     check(f'open_clip ({container.rsplit(".", 1)[1]})', teacher, raw,
-          *clip_reference(official, x))
+          *clip_reference(reference, x))
 
 
 # --------------------------------------------------------------------------------- SigLIP
-SIGLIP_TINY = dict(embed_dim=64, depth=2, num_heads=2)
-
-
-def _register_tiny_siglip_trunk():
-    """open_clip's SigLIP image tower is the timm model its config names
-    (ViT-B-16-SigLIP.json: vit_base_patch16_siglip_224); a tiny one of the same definition
-    is registered under its own name so open_clip can build it."""
-    from timm.models import is_model, register_model
-    from timm.models.vision_transformer import _create_vision_transformer
-    name = 'dmt_test_tiny_patch16_siglip'
-    if not is_model(name):
-        def dmt_test_tiny_patch16_siglip(pretrained=False, **kwargs):
-            args = dict(patch_size=16, class_token=False, global_pool='map', img_size=64,
-                        **SIGLIP_TINY)
-            return _create_vision_transformer(name, pretrained=pretrained,
-                                              **dict(args, **kwargs))
-        register_model(dmt_test_tiny_patch16_siglip)
-    return name
-
-
-def official_siglip(tmp_path, seed=3):
-    """open_clip's SigLIP ViT-B/16 config (ViT-B-16-SigLIP.json) with the tiny tower."""
-    import open_clip
-    from open_clip.factory import _MODEL_CONFIGS
-    base = _MODEL_CONFIGS['ViT-B-16-SigLIP']
-    cfg = json.loads(json.dumps(base))
-    cfg['embed_dim'] = SIGLIP_TINY['embed_dim']
-    cfg['vision_cfg'].update(image_size=64, timm_model_name=_register_tiny_siglip_trunk())
-    cfg['text_cfg'].update(context_length=8, vocab_size=100, width=64, heads=2, layers=1)
-    cfg_path = tmp_path / 'dmt-test-tiny-SigLIP.json'
-    cfg_path.write_text(json.dumps(cfg))
-    open_clip.add_model_config(cfg_path)
-    model = open_clip.create_model('dmt-test-tiny-SigLIP', pretrained=None)
-    # the released weights' preprocessing (open_clip/pretrained.py, tag 'webli')
-    return randomize(model, seed), open_clip.get_pretrained_cfg('ViT-B-16-SigLIP', 'webli')
+SIGLIP_TINY = official.SIGLIP_TINY
 
 
 @pytest.mark.parametrize('container', [
     pytest.param('open_clip_pytorch_model.bin', marks=pytest.mark.slow),  # same reader as CLIP
     'open_clip_model.safetensors'])
 def test_siglip_matches_open_clip(container, tmp_path):
-    from safetensors.torch import save_file
-    official, preprocess = official_siglip(tmp_path)
+    reference, preprocess = official.siglip(tmp_path)
     assert tuple(preprocess['mean']) == (0.5, 0.5, 0.5)
-    path = tmp_path / container
-    state = {k: v.contiguous() for k, v in official.state_dict().items()}
-    assert any(k.startswith('visual.trunk.attn_pool.') for k in state)
-    if container.endswith('.bin'):
-        torch.save(state, path)
-    else:
-        save_file(state, str(path))
+    assert any(k.startswith('visual.trunk.attn_pool.') for k in reference.state_dict())
+    path = official.save_state_dict(reference.state_dict(), tmp_path / container)
     teacher = TimmTeacher(family='siglip', arch='vit_base_patch16_siglip_224',
                           checkpoint=str(path), img_size=64, model_kwargs=SIGLIP_TINY)
     raw = raw_pixels(64, seed=3)
     x = normalise(raw, [255 * m for m in preprocess['mean']],
                   [255 * s for s in preprocess['std']])
     with torch.no_grad():
-        summary = official.encode_image(x)              # the attention-pool output
-        patch = official.visual.trunk.forward_features(x)
-        block = official.visual.forward_intermediates(
+        summary = reference.encode_image(x)             # the attention-pool output
+        patch = reference.visual.trunk.forward_features(x)
+        block = reference.visual.forward_intermediates(
             x, indices=[0], output_fmt='NLC', intermediates_only=True)['image_intermediates'][0]
     out = check(f'siglip ({container.rsplit(".", 1)[1]})', teacher, raw, summary, patch, block)
     assert out['grid'] == (4, 4) and teacher.backbone.num_extra_tokens == 0
 
 
 # ------------------------------------------------------------------------------------ SAM
-def official_sam(img_size=256, window=4, seed=4):
-    """segment_anything's full ``Sam`` (image encoder, prompt encoder, mask decoder) as
-    ``build_sam._build_sam`` assembles it, tiny: encoder 32 wide, 2 blocks, block 1 global;
-    at 1024 px with window 14 it is ``_build_sam`` itself."""
-    from functools import partial
-
-    from segment_anything.build_sam import _build_sam
-    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
-                                           TwoWayTransformer)
-    if img_size == 1024 and window == 14:
-        sam = _build_sam(encoder_embed_dim=32, encoder_depth=2, encoder_num_heads=2,
-                         encoder_global_attn_indexes=[1])
-    else:
-        dims, grid = 32, img_size // 16
-        sam = Sam(
-            image_encoder=ImageEncoderViT(
-                depth=2, embed_dim=32, img_size=img_size, mlp_ratio=4,
-                norm_layer=partial(nn.LayerNorm, eps=1e-6), num_heads=2, patch_size=16,
-                qkv_bias=True, use_rel_pos=True, global_attn_indexes=[1], window_size=window,
-                out_chans=dims),
-            prompt_encoder=PromptEncoder(embed_dim=dims, image_embedding_size=(grid, grid),
-                                         input_image_size=(img_size, img_size),
-                                         mask_in_chans=4),
-            mask_decoder=MaskDecoder(
-                num_multimask_outputs=3, transformer_dim=dims, iou_head_depth=1,
-                iou_head_hidden_dim=16,
-                transformer=TwoWayTransformer(depth=1, embedding_dim=dims, mlp_dim=64,
-                                              num_heads=2)))
-    return randomize(sam, seed)
-
-
 SAM_TINY = dict(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=[1])
 
 
 def check_sam(tmp_path, img_size, window, neck, batch):
-    sam = official_sam(img_size, window)
+    sam = official.sam(img_size, window, neck=neck)
     path = tmp_path / 'sam_vit_b_01ec64.pth'
     torch.save(sam.state_dict(), path)                  # the published file: Sam's state dict
     kwargs = dict(SAM_TINY, window_size=window, neck_chans=neck)
@@ -415,10 +272,10 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp('teacher_files')
     paths = {}
     paths['dinov2'] = root / 'dinov2_vits14_pretrain.pth'
-    torch.save(official_dinov2(0).state_dict(), paths['dinov2'])
+    torch.save(official.dinov2().state_dict(), paths['dinov2'])
     paths['dinov2_reg'] = root / 'dinov2_vits14_reg4_pretrain.pth'
-    torch.save(official_dinov2(4).state_dict(), paths['dinov2_reg'])
-    clip = official_clip(quick_gelu=False).state_dict()
+    torch.save(official.dinov2(registers=4).state_dict(), paths['dinov2_reg'])
+    clip = official.clip(quick_gelu=False).state_dict()
     paths['clip'] = root / 'open_clip_pytorch_model.bin'
     torch.save(clip, paths['clip'])
     paths['clip_text'] = root / 'text_only.bin'
@@ -429,7 +286,7 @@ def files(tmp_path_factory):
                 'text_model.embeddings.token_embedding.weight': torch.zeros(10, 4)},
                paths['hf_clip'])
     paths['sam'] = root / 'sam_vit_b_01ec64.pth'
-    torch.save(official_sam().state_dict(), paths['sam'])     # 256 px, window 4, neck 32
+    torch.save(official.sam().state_dict(), paths['sam'])     # 256 px, window 4, neck 32
     return paths
 
 
