@@ -130,8 +130,9 @@ class BaseFrozenTeacher(BaseModule):
         return x
 
     def _run(self, x: torch.Tensor, layers) -> Dict:
-        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
-                            enabled=x.device.type == 'cuda'):
+        on_gpu = x.device.type == 'cuda'  # bf16 there; fp32 elsewhere (also on 'meta')
+        with torch.autocast(device_type='cuda' if on_gpu else 'cpu', dtype=torch.bfloat16,
+                            enabled=on_gpu):
             out = self.backbone.forward_tokens(x, layers=layers)
         extra = out['num_extra_tokens']
         tokens = out['tokens'].float()
