@@ -128,6 +128,7 @@ def test_student_checkpoint_gives_the_trained_student(image_folder, tmp_path):
                        checkpoint=str(tmp_path / 'no_student.pth'))
 
 
+@pytest.mark.slow  # two runs of the tool in fresh processes
 def test_tool_writes_heatmap_and_json(image_folder, tmp_path):
     out = tmp_path / 'cka'
     proc = run_tool([TOOLS / 'analysis_tools' / 'teacher_cka.py', TOY, image_folder,

@@ -300,34 +300,19 @@ def teacher_for(family, path, **kwargs):
     return TimmTeacher(family=family, checkpoint=str(path), **defaults)
 
 
-def test_sam_file_given_as_dinov2_names_the_family(files):
+@pytest.mark.parametrize('family, key, fragments', [
+    ('dinov2', 'sam', ('sam_vit_b_01ec64.pth', 'Segment Anything', "family='sam'")),
+    ('sam', 'dinov2', ('DINOv2', "family='dinov2'")),
+    ('open_clip', 'clip_text', ('text tower', 'ViT-B-16.pt', 'open_clip_pytorch_model.bin')),
+    ('open_clip', 'hf_clip', ('Hugging Face', 'open_clip_pytorch_model.bin')),
+    ('dinov2', 'dinov2_reg', ('has 4 register tokens, the teacher 0',
+                              'vit_base_patch14_reg4_dinov2')),
+], ids=['sam-as-dinov2', 'dinov2-as-sam', 'clip-text-tower', 'hugging-face-clip',
+        'registers-into-plain-arch'])
+def test_wrong_files_are_refused_in_one_line_naming_the_fix(files, family, key, fragments):
     with pytest.raises(CheckpointFormatError) as exc:
-        teacher_for('dinov2', files['sam']).init_weights()
-    assert_one_line(exc, 'sam_vit_b_01ec64.pth', 'Segment Anything', "family='sam'")
-
-
-def test_dinov2_file_given_as_sam_names_the_family(files):
-    with pytest.raises(CheckpointFormatError) as exc:
-        teacher_for('sam', files['dinov2']).init_weights()
-    assert_one_line(exc, 'DINOv2', "family='dinov2'")
-
-
-def test_clip_text_tower_alone_is_refused(files):
-    with pytest.raises(CheckpointFormatError) as exc:
-        teacher_for('open_clip', files['clip_text']).init_weights()
-    assert_one_line(exc, 'text tower', 'ViT-B-16.pt', 'open_clip_pytorch_model.bin')
-
-
-def test_hugging_face_transformers_file_is_refused(files):
-    with pytest.raises(CheckpointFormatError) as exc:
-        teacher_for('open_clip', files['hf_clip']).init_weights()
-    assert_one_line(exc, 'Hugging Face', 'open_clip_pytorch_model.bin')
-
-
-def test_register_file_into_a_plain_arch_names_the_reg4_arch(files):
-    with pytest.raises(CheckpointFormatError) as exc:
-        teacher_for('dinov2', files['dinov2_reg']).init_weights()
-    assert_one_line(exc, 'has 4 register tokens, the teacher 0', 'vit_base_patch14_reg4_dinov2')
+        teacher_for(family, files[key]).init_weights()
+    assert_one_line(exc, *fragments)
 
 
 def test_width_mismatch_names_the_sizes(files):
@@ -427,3 +412,28 @@ def test_timm_teacher_stays_frozen_and_out_of_the_state_dict():
     assert all(not p.requires_grad for p in teacher.backbone.parameters())
     out = teacher(torch.randn(1, 3, 64, 64, requires_grad=True))
     assert out['cls'].grad_fn is None and out['patch'].grad_fn is None
+
+
+# ------------------------------------------------------- the paper's families, larger sizes
+@pytest.mark.parametrize('fmt, arch, timm_arch, patch', [
+    ('mae', 'large', 'vit_large_patch16_224', 16),   # mae_pretrain_vit_large.pth
+    ('mae', 'huge', 'vit_huge_patch14_224', 14),     # mae_pretrain_vit_huge.pth
+    ('ibot', 'large', 'vit_large_patch16_224', 16),  # iBOT ViT-L/16 checkpoint_teacher.pth
+])
+def test_vit_large_and_huge_teachers_of_the_paper_families_load(fmt, arch, timm_arch, patch):
+    """The published ViT-L / ViT-H layouts (timm names, as the authors' code writes them)
+    fill FrozenViTTeacher's ViT-L / ViT-H exactly; shapes only, on the meta device."""
+    import timm
+
+    from dmt_mm.checkpoint.formats import load_vit_weights
+    with torch.device('meta'):
+        encoder = timm.create_model(timm_arch, pretrained=False, num_classes=0).state_dict()
+        teacher = FrozenViTTeacher(backbone=dict(arch=arch, img_size=224, patch_size=patch),
+                                   checkpoint_format=fmt)
+    if fmt == 'mae':
+        published = {'model': encoder}
+    else:
+        published = {'state_dict': dict(encoder, masked_embed=torch.empty(1024, device='meta'))}
+    found = load_vit_weights(teacher.backbone, published, fmt=fmt)
+    assert found.fmt == fmt and len(found.state_dict) == len(encoder)
+    assert teacher.patch_size == patch and teacher.num_layers == {'large': 24, 'huge': 32}[arch]

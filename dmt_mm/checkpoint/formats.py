@@ -22,6 +22,15 @@ or a shape mismatch (wrong width, depth, patch size) raises :class:`CheckpointFo
 naming the keys and the likely fix. Keys deliberately left out (projection heads, the MAE
 decoder, iBOT's ``masked_embed``, the other MoCo encoder, ...) are reported, never silently
 dropped.
+
+The second half of the module holds the layouts of the teachers that load as timm models
+(``TimmTeacher``): DINOv2 hub files, OpenAI's CLIP TorchScript archives, OpenCLIP / SigLIP
+state dicts (``.bin`` or ``.safetensors``) and SAM checkpoints. :func:`load_teacher_weights`
+reads the file (:func:`read_teacher_file`), recognises its layout
+(:func:`identify_teacher_layout`), refuses files of another family or without an image
+tower in one line, resizes DINOv2's position table the authors' way
+(:func:`dinov2_resize_pos_embed`), converts with timm's own ``checkpoint_filter_fn`` and
+loads strictly.
 """
 import os.path as osp
 import re
@@ -335,16 +344,24 @@ def check_vit_state_dict(vit: torch.nn.Module, state_dict: Mapping) -> Tuple[Dic
         mismatched.append(f'{key}: checkpoint {tuple(state_dict[key].shape)} vs model '
                           f'{tuple(expected[key].shape)}')
     if missing or unexpected or mismatched:
-        lines = ['the checkpoint does not fit the ViT:']
-        if missing:
-            lines.append(f'  missing {len(missing)} backbone keys: {summarise_keys(missing)}')
-        if unexpected:
-            lines.append(f'  unexpected {len(unexpected)} keys: {summarise_keys(unexpected)}')
-        if mismatched:
-            lines.append(f'  {len(mismatched)} shape mismatches: ' + '; '.join(mismatched[:6]))
-        lines += ['  likely cause: ' + h for h in _hints(vit, state_dict)]
-        raise CheckpointFormatError('\n'.join(lines))
+        parts = _mismatch_parts(missing, unexpected, mismatched, _hints(vit, state_dict),
+                                what='backbone keys')
+        raise CheckpointFormatError('\n  '.join(['the checkpoint does not fit the ViT:'] + parts))
     return state_dict, dropped
+
+
+def _mismatch_parts(missing, unexpected, mismatched, hints, what='keys', limit=12,
+                    shown=6) -> List[str]:
+    """The pieces of a 'does not fit' message: missing, unexpected and mismatched keys, then
+    the likely causes."""
+    parts = []
+    if missing:
+        parts.append(f'missing {len(missing)} {what}: {summarise_keys(missing, limit)}')
+    if unexpected:
+        parts.append(f'unexpected {len(unexpected)} keys: {summarise_keys(unexpected, limit)}')
+    if mismatched:
+        parts.append(f'{len(mismatched)} shape mismatches: ' + '; '.join(mismatched[:shown]))
+    return parts + ['likely cause: ' + h for h in hints]
 
 
 def load_vit_weights(vit: torch.nn.Module, checkpoint, fmt: str = 'auto',
@@ -715,17 +732,10 @@ def check_teacher_state_dict(model: torch.nn.Module, state_dict: Mapping) -> Non
     unexpected = [k for k in state_dict if k not in expected]
     mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs teacher {tuple(expected[k].shape)}'
                   for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
-    if not (missing or unexpected or mismatched):
-        return
-    parts = ['the checkpoint does not fit the teacher']
-    if missing:
-        parts.append(f'missing {len(missing)} keys: {summarise_keys(missing, 6)}')
-    if unexpected:
-        parts.append(f'unexpected {len(unexpected)} keys: {summarise_keys(unexpected, 6)}')
-    if mismatched:
-        parts.append(f'{len(mismatched)} shape mismatches: ' + '; '.join(mismatched[:3]))
-    parts += ['likely cause: ' + h for h in _teacher_hints(model, state_dict)]
-    raise CheckpointFormatError('; '.join(parts))
+    if missing or unexpected or mismatched:
+        parts = _mismatch_parts(missing, unexpected, mismatched, _teacher_hints(model, state_dict),
+                                limit=6, shown=3)
+        raise CheckpointFormatError('; '.join(['the checkpoint does not fit the teacher'] + parts))
 
 
 def load_teacher_weights(model: torch.nn.Module, checkpoint, family: str, fmt: str = 'auto',
