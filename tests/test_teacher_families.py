@@ -437,3 +437,30 @@ def test_vit_large_and_huge_teachers_of_the_paper_families_load(fmt, arch, timm_
     found = load_vit_weights(teacher.backbone, published, fmt=fmt)
     assert found.fmt == fmt and len(found.state_dict) == len(encoder)
     assert teacher.patch_size == patch and teacher.num_layers == {'large': 24, 'huge': 32}[arch]
+
+
+def test_teachers_384_to_1536_wide_get_heads_of_their_own_width():
+    """DMT with DINOv2-S/14 (384), OpenAI CLIP-L/14 (1024) and DINOv2-g/14 (1536) teachers
+    beside a ViT-S student: each TFD head and SFD adaptor ends at its teacher's width
+    (built on the meta device: shapes only)."""
+    from mmpretrain.registry import MODELS
+
+    import dmt_mm.models  # noqa: F401
+    teachers = [dict(type='TimmTeacher', name='dinov2_s', family='dinov2',
+                     arch='vit_small_patch14_dinov2'),
+                dict(type='TimmTeacher', name='clip_l', family='openai_clip',
+                     arch='vit_large_patch14_clip_quickgelu_224'),
+                dict(type='TimmTeacher', name='dinov2_g', family='dinov2',
+                     arch='vit_giant_patch14_dinov2')]
+    with torch.device('meta'):
+        model = MODELS.build(dict(
+            type='DMT', backbone=dict(type='DMTViT', arch='vit-small', img_size=224),
+            target_generator=dict(teachers=teachers, allow_random_teachers=True),
+            data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=list(IMAGENET_MEAN),
+                                   std=list(IMAGENET_STD), to_rgb=True)))
+    widths = dict(dinov2_s=384, clip_l=1024, dinov2_g=1536)
+    for name, width in widths.items():
+        head = model.head.tfd_heads[name]
+        assert head.fc1.in_features == 384 and head.fc2.out_features == width
+        assert model.head.sfd_adaptors[name].conv2.out_channels == width
+    assert [t.num_layers for t in model.target_generator.teachers] == [12, 24, 40]
