@@ -91,6 +91,9 @@ log "installing build tools, runtime requirements and the OpenMMLab packages"
 grep -v '^mmcv' "$REPO/requirements/mminstall.txt" > "$ENV_PREFIX/.dmt_mm_mminstall.txt"
 "${PIP[@]}" install -q -r "$REPO/requirements/build.txt" -r "$REPO/requirements/runtime.txt" \
   -r "$REPO/requirements/tests.txt" -r "$ENV_PREFIX/.dmt_mm_mminstall.txt"
+# Test references whose metadata pins an old torch (dinov2==0.0.1.dev2 pins torch 2.0.0):
+# without their dependencies, so the environment's torch stays (see the file's comments).
+"${PIP[@]}" install -q --no-deps -r "$REPO/requirements/tests_nodeps.txt"
 
 # 4. mmcv with compiled ops, from the wheelhouse keyed by the torch build, else from source.
 WHEELHOUSE="$WHEELHOUSE_ROOT/$TORCH_TAG"

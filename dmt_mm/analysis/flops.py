@@ -87,6 +87,30 @@ def _dummy_images(model, batch: int, img_size, device):
     return torch.randn(batch, 3, h, w, generator=gen).to(device)
 
 
+def teacher_flops(teacher, img_size, batch: int = 1) -> Dict:
+    """What one frozen teacher is and costs per image when the student sees ``img_size``
+    (int or (h, w)): the teacher runs at its own resolution (its ``img_size``) and patch
+    size, so a SAM teacher at 1024 px costs the same whatever the student's input.
+
+    Returns ``type``, ``family`` (``TimmTeacher``'s, or the checkpoint format of a plain
+    ViT teacher), ``resolution`` (h, w), ``patch``, ``grid``, ``width`` (of its targets),
+    ``blocks``, ``params`` and ``flops`` (forward, per image)."""
+    import copy
+    h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    # counted on a copy on the 'meta' device: shapes only, no arithmetic (SAM-B at 1024 px
+    # takes minutes on a CPU, counting it on meta a second)
+    meta = copy.deepcopy(teacher).to('meta')
+    flops = count_flops(meta, torch.empty(batch, 3, h, w, device='meta'))['total'] / batch
+    side = teacher.img_size
+    resolution = (side, side) if side else (h, w)
+    patch = teacher.patch_size
+    return dict(type=type(teacher).__name__,
+                family=getattr(teacher, 'family', getattr(teacher, 'checkpoint_format', None)),
+                resolution=resolution, patch=patch,
+                grid=(resolution[0] // patch, resolution[1] // patch), width=teacher.embed_dims,
+                blocks=teacher.num_layers, params=num_params(teacher.backbone), flops=flops)
+
+
 def dmt_flops(model, img_size, device=None, batch: int = 2, counted_train: bool = True) -> Dict:
     """Per-image FLOPs of a DMT algorithm at ``img_size`` (int or (h, w)).
 

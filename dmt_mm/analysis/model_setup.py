@@ -43,6 +43,8 @@ def prepare_config(cfg, *, batch_size=None, img_size=None, student_arch=None, te
         generator.teacher_checkpoints = {}
         generator.allow_random_teachers = True
     for t in teachers:
+        if t.get('type') == 'TimmTeacher':  # its own arch and resolution (docs/teachers.md)
+            continue
         bb = dict(t.get('backbone', {}))
         if teacher_arch is not None:
             bb['arch'] = teacher_arch

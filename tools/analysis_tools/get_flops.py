@@ -1,5 +1,6 @@
 """Parameters and FLOPs of any dmt_mm config's model: the student backbone, and for DMT
-pretraining configs also the heads and every frozen teacher (docs/performance.md).
+pretraining configs also the heads and every frozen teacher, each at its own resolution
+and patch size (docs/performance.md, docs/teachers.md).
 
     python tools/analysis_tools/get_flops.py CONFIG [--shape 224 [224]] [--random-teachers]
         [--counter torch|mmengine] [--out flops.json] [--cfg-options k=v ...]
@@ -96,9 +97,12 @@ def main(argv=None):
         fwd = backbone.forward_tokens if hasattr(backbone, 'forward_tokens') else backbone
         out['backbone'] = count(fwd, backbone, x, args.counter)
         if is_dmt:
-            out['teachers'] = {t.name: dict(params=A.num_params(t.backbone),
-                                            flops=count(t, t.backbone, x, args.counter))
-                               for t in model.target_generator.teachers}
+            out['teachers'] = {}
+            for t in model.target_generator.teachers:
+                info = A.teacher_flops(t, size)
+                if args.counter != 'torch':
+                    info['flops'] = count(t, t.backbone, x, args.counter)
+                out['teachers'][t.name] = info
     if is_dmt:
         out['dmt'] = A.dmt_flops(model, size, torch.device('cpu'), counted_train=False)
 
@@ -107,8 +111,11 @@ def main(argv=None):
           f'{out["params_backbone"] / 1e6:.2f} M')
     print(f'backbone forward: {out["backbone"] / 1e9:.3f} GFLOPs/image')
     for name, t in out.get('teachers', {}).items():
-        print(f'teacher {name}: {t["params"] / 1e6:.2f} M params (frozen, not in the model\'s '
-              f'parameters), {t["flops"] / 1e9:.3f} GFLOPs/image')
+        print(f'teacher {name} ({t["type"]} {t["family"]}, {t["resolution"][0]}x'
+              f'{t["resolution"][1]} px, patch {t["patch"]}: {t["grid"][0]}x{t["grid"][1]} '
+              f'tokens, {t["width"]} wide, {t["blocks"]} blocks): {t["params"] / 1e6:.2f} M '
+              f'params (frozen, not in the model\'s parameters), {t["flops"] / 1e9:.3f} '
+              'GFLOPs/image')
     if is_dmt:
         d = out['dmt']
         print(f'DMT step per image: student {d["student"] / 1e9:.3f} + heads/losses '

@@ -42,8 +42,11 @@ class MultiTeacherTargetGenerator(BaseModule):
     """Frozen teachers -> normalised targets on the student's token grid.
 
     Args:
-        teachers: ``FrozenViTTeacher`` configs (K >= 1); each ``name`` (unique, a Python
-            identifier) names the teacher's loss terms and statistics.
+        teachers: teacher configs (K >= 1): ``FrozenViTTeacher`` (MAE / MoCo v3 / iBOT /
+            DINO ViTs, the default type) or ``TimmTeacher`` (DINOv2, CLIP, OpenCLIP,
+            SigLIP, SAM); each ``name`` (unique, a Python identifier) names the teacher's
+            loss terms and statistics. Teachers may differ in width, depth, patch size and
+            input size.
         teacher_checkpoints: ``{teacher name: checkpoint path}``, overriding the teachers'
             ``checkpoint``; the config field users set. A name that is not a teacher is an
             error.
@@ -126,7 +129,7 @@ class MultiTeacherTargetGenerator(BaseModule):
 
     def teacher_specs(self) -> List[Dict]:
         """What a distillation head needs to size itself: name, width, depth per teacher."""
-        return [dict(name=t.name, embed_dims=t.embed_dims, num_layers=t.backbone.num_layers)
+        return [dict(name=t.name, embed_dims=t.embed_dims, num_layers=t.num_layers)
                 for t in self.teachers]
 
     def request(self, blocks: Sequence[Sequence[int]], cls: bool) -> None:
@@ -138,10 +141,17 @@ class MultiTeacherTargetGenerator(BaseModule):
         self._with_cls = bool(cls)
         self.target_norms = ModuleDict()
         for k, (teacher, spec, ids) in enumerate(zip(self.teachers, self._norm_specs, blocks)):
-            last = teacher.backbone.num_layers - 1
+            last = teacher.num_layers - 1
             ids = [int(i) for i in ids]
             if any(not 0 <= i <= last for i in ids):
                 raise ValueError(f'teacher {teacher.name!r} has blocks 0..{last}; requested {ids}')
+            inner = [i for i in ids if i != last]
+            if inner and teacher.block_dims != teacher.embed_dims:
+                raise ValueError(
+                    f'teacher {teacher.name!r}: its final features are {teacher.embed_dims} '
+                    f'wide but its blocks {teacher.block_dims} (e.g. SAM\'s neck), and blocks '
+                    f'{inner} are requested besides the last: distil only its last block '
+                    "(head.sfd.teacher_layers=[-1]) or set the teacher's final_features='block'")
             self._blocks[k] = ids
             teacher.out_layers = sorted(i for i in ids if i != last)
             where = f'target_generator.target_norm ({teacher.name})'
@@ -181,7 +191,7 @@ class MultiTeacherTargetGenerator(BaseModule):
         for teacher, ids in zip(self.teachers, self._blocks):
             out = teacher(x)
             norms = self.target_norms[teacher.name]
-            last = teacher.backbone.num_layers - 1
+            last = teacher.num_layers - 1
             target = {}
             if ids:
                 maps = [out['patch'] if i == last else out['layers'][i] for i in ids]
