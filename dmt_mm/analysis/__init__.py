@@ -8,13 +8,13 @@ from .model_setup import (build_model, import_config_modules, input_size, prepar
 from .parts import measure_parts
 from .report import PEAK_BF16_TFLOPS, default_peak_tflops, device_info, markdown_summary, mfu
 from .timing import peak_memory, reset_peak_memory, run_variant, time_calls
-from .variants import (ABLATIONS, PEERS, VARIANTS, build_variant_optim_wrapper, make_compilable,
+from .variants import (ABLATIONS, PEERS, VARIANTS, build_variant_optim_wrapper,
                        merge_param_groups, optim_wrapper_cfg, resolve_variant, variant_context)
 
 __all__ = ['VARIANTS', 'ABLATIONS', 'PEERS', 'PEAK_BF16_TFLOPS', 'prepare_config', 'build_model',
            'import_config_modules', 'quiet_mmengine_log', 'input_size', 'synthetic_batch',
            'resolve_variant', 'optim_wrapper_cfg', 'variant_context',
-           'build_variant_optim_wrapper', 'merge_param_groups', 'make_compilable', 'time_calls',
+           'build_variant_optim_wrapper', 'merge_param_groups', 'time_calls',
            'peak_memory', 'reset_peak_memory', 'run_variant', 'measure_parts',
            'pipeline_throughput', 'train_pipeline', 'workers_needed', 'list_images',
            'device_info', 'default_peak_tflops', 'mfu', 'markdown_summary', 'count_flops',
