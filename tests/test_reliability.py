@@ -337,7 +337,8 @@ def test_every_shipped_config_gets_the_protections(path):
         assert hook in hooks, hook
     assert cfg.randomness.seed is not None
     assert cfg.sync_bn == 'torch' and cfg.model_wrapper_cfg.type == 'EquivalentDDP'
-    assert cfg.model_wrapper_cfg.per_sample_randomness is True
+    # off where the config compiles (tests/test_compile_and_amp.py: those forwards draw nothing)
+    assert cfg.model_wrapper_cfg.per_sample_randomness is not bool(cfg.get('compile'))
     if cfg.get('train_dataloader'):
         assert cfg.train_dataloader.sampler.type == 'PerSampleSeedSampler'
         assert cfg.train_dataloader.dataset.type == 'PerSampleSeedDataset'
