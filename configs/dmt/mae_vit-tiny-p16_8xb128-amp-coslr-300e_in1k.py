@@ -8,7 +8,10 @@ custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.engine', 'dmt_mm.optim']
                       allow_failed_imports=False)
 
 model = dict(backbone=dict(arch='deit-tiny'), neck=dict(embed_dim=192))
-train_dataloader = dict(batch_size=128, num_workers=10)
+# collate_fn restated: inherited through 'mmpretrain::' it carries a `_scope_` key that
+# mmengine's Runner.build_dataloader passes on to the collate function (a TypeError)
+train_dataloader = dict(batch_size=128, num_workers=10,
+                        collate_fn=dict(_delete_=True, type='default_collate'))
 optim_wrapper = dict(dtype='bfloat16', loss_scale=dict(_delete_=True, enabled=False),
                      constructor='MergedGroupsOptimWrapperConstructor',
                      optimizer=dict(lr=1.5e-4 * 1024 / 256, fused=True))
