@@ -15,5 +15,5 @@ train_dataloader = dict(batch_size=128, num_workers=10,
 optim_wrapper = dict(dtype='bfloat16', loss_scale=dict(_delete_=True, enabled=False),
                      constructor='MergedGroupsOptimWrapperConstructor',
                      optimizer=dict(lr=1.5e-4 * 1024 / 256, fused=True))
-compile = dict(dynamic=False)
+compile = True
 auto_scale_lr = dict(base_batch_size=1024)

@@ -5,7 +5,9 @@ mmengine's ``DefaultOptimWrapperConstructor`` makes one param group per tensor a
 settings exist (with and without weight decay). Fused and foreach AdamW launch their
 kernels per group, and ``torch.compile`` of the train step breaks its graph and guards per
 group; :class:`MergedGroupsOptimWrapperConstructor` builds the same optimizer with one group
-per distinct setting, which updates every parameter exactly as before.
+per distinct setting, which updates every parameter exactly as before. Its groups are
+plain dicts: mmengine's are ``ConfigDict`` s (the config machinery converts them), which
+``torch.compile`` cannot trace through the optimizer step (an internal dynamo error).
 """
 from typing import Dict, List
 
@@ -27,6 +29,12 @@ def merge_param_groups(groups: List[Dict]) -> List[Dict]:
 class MergedGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """``DefaultOptimWrapperConstructor`` (same ``paramwise_cfg``) whose param groups are
     merged by setting. Registered in mmengine's root registry: any scope can use it."""
+
+    def __call__(self, model):
+        wrapper = super().__call__(model)
+        optimizer = wrapper.optimizer
+        optimizer.param_groups = [dict(group) for group in optimizer.param_groups]
+        return wrapper
 
     def add_params(self, params, module, prefix='', is_dcn_module=None):
         if prefix:  # a recursive call for a child module: per tensor, as mmengine does
