@@ -296,6 +296,18 @@ def test_gpu_script_dry_run_with_wheels_only(tmp_path):
     res = json.loads((out / 'bench.json').read_text())
     assert res['heavy_modules_loaded'] == []
     names = {v['variant'] for v in res['variants'] if 'error' not in v}
-    assert {'optimized', 'config', 'naive', 'naive-nograd'} <= names
-    assert res['parts']['wall']['overhead_ratio'] > 0
-    assert (out / 'summary.md').read_text().count('| optimized |') == 1
+    assert {'shipped', 'optimized', 'naive'} <= names
+    shipped = res['shipped']
+    assert shipped['end_to_end_images_per_s'] > 0 and shipped['step_images_per_s'] > 0
+    assert shipped['config_settings']['param_groups'] == 2  # the merged-groups constructor
+    assert shipped['config_settings']['pipeline'][0] == 'LoadRandomResizedCrop'
+    assert res['loader']['images_per_cpu_s'] > 0
+    teachers = json.loads((out / 'teachers.json').read_text())['modes']
+    assert teachers['eager']['ms_median'] > 0
+    assert 'needs a CUDA GPU' in teachers['fp8']['error']  # FP8: GPU only, said in one line
+    costs = json.loads((out / 'costs.json').read_text())['results']
+    assert len(costs) == 1 and 'error' not in costs[0], costs
+    assert costs[0]['s_per_iter'] > 0  # 90 epochs of ImageNet at 8 x 2048:
+    assert costs[0]['schedule_iters'] == 90 * -(-1281167 // (8 * 2048))
+    summary = (out / 'summary.md').read_text()
+    assert summary.count('| shipped |') == 1 and '| eager |' in summary

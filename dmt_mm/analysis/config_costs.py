@@ -35,11 +35,15 @@ def schedule_iterations(cfg, gpus: int) -> Optional[int]:
     loop = cfg.train_cfg
     if 'max_iters' in loop:
         return int(loop.max_iters)
-    dataset = _inner_dataset(cfg.train_dataloader.dataset)
+    dataset, repeats = cfg.train_dataloader.dataset, 1
+    while dataset.get('dataset') is not None:  # RepeatDataset: `times` passes per epoch
+        repeats *= int(dataset.get('times', 1))
+        dataset = dataset.dataset
     size = DATASET_SIZES.get(str(dataset.get('type')).split('.')[-1])
     if size is None or 'max_epochs' not in loop:
         return None
-    return int(loop.max_epochs) * math.ceil(size / (cfg.train_dataloader.batch_size * gpus))
+    return int(loop.max_epochs) * math.ceil(repeats * size /
+                                            (cfg.train_dataloader.batch_size * gpus))
 
 
 def _inner_dataset(dataset):

@@ -175,3 +175,32 @@ def loader_throughput(cfg, image_paths: Sequence[str], num_batches=8, batch_size
                 input_kind=type(inputs).__name__,
                 pipeline=[t['type'] for t in dataset['pipeline']],
                 collate=str(loader_cfg.get('collate_fn', {}).get('type', 'default')))
+
+
+def reference_pipeline(pipeline_cfg) -> List[dict]:
+    """The pipeline with ``LoadRandomResizedCrop`` spelled out as mmpretrain's
+    ``LoadImageFromFile`` + ``RandomResizedCrop`` (same arguments, pillow backend): what the
+    fused transform replaces, for before / after measurements."""
+    out = []
+    for step in pipeline_cfg:
+        step = copy.deepcopy(dict(step))
+        if step.get('type') != 'LoadRandomResizedCrop':
+            out.append(step)
+            continue
+        if step.get('gpu_decode'):
+            raise ValueError('reference_pipeline: a gpu_decode pipeline has no CPU reference')
+        crop = {k: step[k] for k in ('scale', 'crop_ratio_range', 'aspect_ratio_range',
+                                     'max_attempts', 'interpolation') if k in step}
+        out += [dict(type='LoadImageFromFile'),
+                dict(type='RandomResizedCrop', backend='pillow', **crop)]
+    return out
+
+
+def with_train_pipeline(cfg, pipeline_cfg):
+    """A copy of ``cfg`` whose train dataset (under its wrappers) runs ``pipeline_cfg``."""
+    cfg = copy.deepcopy(cfg)
+    dataset = cfg.train_dataloader.dataset
+    while dataset.get('pipeline') is None:
+        dataset = dataset.dataset
+    dataset.pipeline = pipeline_cfg
+    return cfg

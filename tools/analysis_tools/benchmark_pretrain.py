@@ -72,6 +72,10 @@ def parse_args(argv=None):
                    help='images/s of the config\'s train dataloader with one worker process on '
                    'the --pipeline images (worker CPU time: per core)')
     p.add_argument('--loader-batches', type=int, default=8)
+    p.add_argument('--pipeline-reference', action='store_true',
+                   help='also measure the pipeline (and with --loader the data loader) with '
+                   'LoadRandomResizedCrop spelled out as mmpretrain\'s LoadImageFromFile + '
+                   'RandomResizedCrop: before / after on the same images')
     p.add_argument('--iters', type=int, default=20, help='timed steps per variant')
     p.add_argument('--warmup', type=int, default=5, help='untimed steps first')
     p.add_argument('--peak-tflops', type=float, default=None,
@@ -245,11 +249,31 @@ def main(argv=None):
         print(f'train dataloader, one worker: {loader["images_per_s_per_worker"]:.1f} images/s '
               f'wall, {loader["images_per_cpu_s"]:.1f} per worker CPU-second '
               f'({" -> ".join(loader["pipeline"])})', flush=True)
+        if args.pipeline_reference:
+            from dmt_mm.analysis.data_throughput import reference_pipeline, with_train_pipeline
+            ref_cfg = with_train_pipeline(cfg, reference_pipeline(A.train_pipeline(cfg)))
+            ref = A.loader_throughput(ref_cfg, A.list_images(args.pipeline),
+                                      num_batches=args.loader_batches,
+                                      batch_size=min(32, batch_sizes[0]))
+            result['loader_reference'] = ref
+            save()
+            print(f'train dataloader, reference pipeline ({" -> ".join(ref["pipeline"])}): '
+                  f'{ref["images_per_cpu_s"]:.1f} per worker CPU-second; after / before '
+                  f'{loader["images_per_cpu_s"] / ref["images_per_cpu_s"]:.2f}x', flush=True)
 
     if args.pipeline:  # CPU only, a few seconds: first, so a run cut short still has it
         pipe = A.pipeline_throughput(A.train_pipeline(cfg), A.list_images(args.pipeline),
                                      args.pipeline_images)
         result['pipeline'] = pipe
+        if args.pipeline_reference:
+            from dmt_mm.analysis.data_throughput import reference_pipeline
+            result['pipeline_reference'] = A.pipeline_throughput(
+                reference_pipeline(A.train_pipeline(cfg)), A.list_images(args.pipeline),
+                args.pipeline_images)
+            ref = result['pipeline_reference']
+            print(f'data pipeline, reference ({" -> ".join(ref["pipeline"])}): '
+                  f'{ref["images_per_cpu_s"]:.1f} per CPU-second; after / before '
+                  f'{pipe["images_per_cpu_s"] / ref["images_per_cpu_s"]:.2f}x', flush=True)
         save()
         stages = ', '.join(f'{k.split(":", 1)[1]} {v:.1f}' for k, v in pipe['stage_ms'].items())
         print(f'data pipeline, one worker: {pipe["images_per_s_per_worker"]:.1f} images/s wall, '
