@@ -311,3 +311,33 @@ def test_gpu_script_dry_run_with_wheels_only(tmp_path):
     assert costs[0]['schedule_iters'] == 90 * -(-1281167 // (8 * 2048))
     summary = (out / 'summary.md').read_text()
     assert summary.count('| shipped |') == 1 and '| eager |' in summary
+
+
+@pytest.mark.slow
+def test_shipped_config_runs_as_the_train_tool_builds_it():
+    """--shipped: the config trained through the launch layer's runner (its constructor,
+    compile setting and data pipeline) on real photos, then its compiled step timed; the
+    model comes back with the uncompiled train_step for the peers."""
+    cfg = dmt_cfg(k=2)
+    cfg.compile = dict(backend='eager')  # dynamo without inductor: the same graph capture
+    res, model = B.measure_shipped(cfg, B.list_images([str(TEST_DATA / 'coco_real_mini')
+                                                       + '/images']), 2, 'cpu', iters=1,
+                                   warmup=2, step_iters=1)
+    settings = res['config_settings']
+    assert settings['compiled_train_step'] and settings['compile'] == dict(backend='eager')
+    assert settings['param_groups'] == 2
+    assert settings['pipeline'] == ['LoadRandomResizedCrop', 'RandomFlip', 'PackInputs']
+    assert res['end_to_end_images_per_s'] > 0 and res['step_images_per_s'] > 0
+    assert res['iters'] == 1 and res['notes']  # AmpOptimWrapper needs CUDA: said so
+    assert 'train_step' not in model.__dict__
+
+
+def test_schedule_iterations_follow_the_configs():
+    from dmt_mm.analysis.config_costs import gpus_of, schedule_iterations
+    cfg = Config.fromfile(str(DMT_CONFIG))
+    assert gpus_of(DMT_CONFIG.name) == 8
+    assert schedule_iterations(cfg, 8) == 100 * -(-1281167 // 1024)  # 100 epochs, 8 x 128
+    vitdet = Config.fromfile(str(CONFIGS / 'benchmarks' / 'mmdet' / (
+        'cascade-mask-rcnn_dmt-vit-small-p16-win14-simplefpn_4conv1fc_8xb8-amp-lsj-100e_coco.py')))
+    # ViTDet's 100 COCO epochs at 64 images per iteration: 100 x 117266 / 64 = 183,229
+    assert schedule_iterations(vitdet, 8) == pytest.approx(100 * 117266 / 64, rel=1e-3)

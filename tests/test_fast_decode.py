@@ -137,3 +137,26 @@ def test_gpu_decode_path_gives_the_cpu_path_batch():
     # torchvision's antialiased bicubic vs PIL's: a few grey levels apart at most
     assert (got - ref).abs().mean() < 0.03, (got - ref).abs().mean()
     assert torch.corrcoef(torch.stack([got.flatten(), ref.flatten()]))[0, 1] > 0.99
+
+
+def test_data_loader_rate_is_measured_through_one_worker_for_both_pipelines():
+    """The tool's per-worker measurement runs the config's own data loader (launch defaults
+    applied: per-sample seeding, robust loading) in one worker process, for the shipped
+    pipeline and for mmpretrain's reference spelled out from it."""
+    from mmengine.config import Config
+
+    from conftest import CONFIGS
+    from dmt_mm.analysis.data_throughput import (loader_throughput, reference_pipeline,
+                                                 train_pipeline, with_train_pipeline)
+    cfg = Config.fromfile(str(CONFIGS / 'dmt' /
+                              'dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py'))
+    ref = reference_pipeline(train_pipeline(cfg))
+    assert [t['type'] for t in ref] == ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip',
+                                        'PackInputs']
+    assert ref[1]['crop_ratio_range'] == (0.2, 1.0) and ref[1]['backend'] == 'pillow'
+    for config, first in ((cfg, 'LoadRandomResizedCrop'),
+                          (with_train_pipeline(cfg, ref), 'LoadImageOrSkip')):
+        res = loader_throughput(config, [str(COCO_JPEG)], num_batches=1, batch_size=4,
+                                warmup_batches=1)
+        assert res['pipeline'][0] == first and res['num_images'] == 4
+        assert res['images_per_s_per_worker'] > 0 and res['images_per_cpu_s'] > 0
