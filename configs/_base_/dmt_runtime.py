@@ -8,7 +8,8 @@
 # section); they are spelled out here so the DMT configs say what their runs do.
 _base_ = 'mmpretrain::_base_/default_runtime.py'
 
-custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.engine'], allow_failed_imports=False)
+custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.engine', 'dmt_mm.optim',
+                               'dmt_mm.datasets.fast_decode'], allow_failed_imports=False)
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
                      logger=dict(type='LoggerHook', interval=50))
 custom_hooks = [dict(type='IterationSeedHook')]

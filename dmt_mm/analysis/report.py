@@ -52,7 +52,7 @@ def markdown_summary(results: Sequence[Dict]) -> str:
         where = hw.get('gpu') or hw.get('cpu', '?')
         lines.append(f'- `{res.get("command", "?")}`: {where}, torch {hw.get("torch", "?")}, '
                      f'{res.get("date", "?")}; peak {res.get("peak_tflops")} TFLOP/s')
-        base = next((v for v in res['variants'] if v['variant'] == 'optimized'
+        base = next((v for v in res['variants'] if v['variant'] in ('optimized', 'shipped')
                      and 'error' not in v), None)
         for v in res['variants']:
             if 'error' in v:
@@ -79,6 +79,26 @@ def markdown_summary(results: Sequence[Dict]) -> str:
                                            for k, t in c['median_s'].items()) +
                                  f'; overhead ratio {c["overhead_ratio"]:.3f} (minima '
                                  f'{c["overhead_ratio_min"]:.3f})')
+        shipped = res.get('shipped')
+        if shipped:
+            st = shipped['config_settings']
+            e2e_mfu = shipped.get('end_to_end_mfu')
+            lines.append(
+                f'  - shipped config as tools/train.py runs it ({st["wrapper"]}, AMP dtype '
+                f'{st["amp_dtype"]}, loss scaler {"on" if st["loss_scaler_enabled"] else "off"}, '
+                f'compile {st["compile"]}, {st["param_groups"]} param groups): end to end with '
+                f'the real data loader ({st["num_workers"]} workers, '
+                f'{" -> ".join(st["pipeline"])}) {shipped["end_to_end_images_per_s"] or 0:.1f} '
+                f'images/s' + (f' (MFU {100 * e2e_mfu:.1f}%)' if e2e_mfu else '') +
+                f', data wait {1000 * (shipped["data_wait_s_median"] or 0):.1f} ms/iteration; '
+                f'model step {shipped["step_images_per_s"]:.1f} images/s; first iteration '
+                f'(compilation) {shipped["first_iteration_s"] or 0:.1f} s')
+        loader = res.get('loader')
+        if loader:
+            lines.append(f'  - train dataloader, one worker ({" -> ".join(loader["pipeline"])}):'
+                         f' {loader["images_per_s_per_worker"]:.1f} images/s wall, '
+                         f'{loader["images_per_cpu_s"]:.1f} per worker CPU-second; workers per '
+                         f'GPU needed: {loader.get("workers_needed", "?")}')
         pipe = res.get('pipeline')
         if pipe:
             lines.append(f'  - data pipeline: {pipe["images_per_s_per_worker"]:.1f} images/s per '

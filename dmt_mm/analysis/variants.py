@@ -88,11 +88,8 @@ def build_variant_optim_wrapper(model, cfg, variant, device):
 
 def merge_param_groups(optimizer):
     """The same optimizer with one param group per distinct set of group settings."""
-    merged = {}
-    for group in optimizer.param_groups:
-        key = repr(sorted((k, v) for k, v in group.items() if k != 'params'))
-        merged.setdefault(key, dict(group, params=[]))['params'].extend(group['params'])
-    return type(optimizer)(list(merged.values()))
+    from dmt_mm.optim import merge_param_groups as merge
+    return type(optimizer)(merge(optimizer.param_groups))
 
 
 def optim_wrapper_cfg(cfg, variant, device):
@@ -155,16 +152,6 @@ def _teacher_forward(teacher, mode):
     return forward
 
 
-def make_compilable(module):
-    """mmpretrain gives every block's mmcv ``DropPath`` a numpy float (``np.linspace``);
-    torch.compile traces numpy scalars as tensors, so ``if drop_prob == 0.`` becomes a
-    data-dependent branch: a graph break in every block, then the recompile limit and eager
-    fallback. A Python float of the same value compiles into one graph."""
-    for m in module.modules():
-        if type(getattr(m, 'drop_prob', None)).__module__ == 'numpy':
-            m.drop_prob = float(m.drop_prob)
-
-
 @contextmanager
 def variant_context(model, variant):
     """Apply a variant's teacher mode, attention backend and compilation; undo on exit."""
@@ -186,7 +173,6 @@ def variant_context(model, variant):
                 raise ValueError(f'unknown teacher mode {mode!r}')
             if variant.get('compile'):
                 for vit in [model.backbone] + [t.backbone for t in teachers]:
-                    make_compilable(vit)
                     # dynamic=False: the student and the teachers share forward_tokens'
                     # code with other shapes; automatic dynamic shapes would then compile
                     # shape-generic (slower) kernels instead of one graph per shape

@@ -338,7 +338,8 @@ def test_every_shipped_config_gets_the_protections(path):
         assert hook in hooks, hook
     assert cfg.randomness.seed is not None
     assert cfg.sync_bn == 'torch' and cfg.model_wrapper_cfg.type == 'EquivalentDDP'
-    assert cfg.model_wrapper_cfg.per_sample_randomness is True
+    # off where the config compiles (tests/engine/test_compile_and_amp.py: those forwards draw nothing)
+    assert cfg.model_wrapper_cfg.per_sample_randomness is not bool(cfg.get('compile'))
     if cfg.get('train_dataloader'):
         assert cfg.train_dataloader.sampler.type == 'PerSampleSeedSampler'
         assert cfg.train_dataloader.dataset.type == 'PerSampleSeedDataset'
@@ -346,7 +347,8 @@ def test_every_shipped_config_gets_the_protections(path):
         if not cfg.get(field):
             continue
         types = _pipeline_types(cfg[field])
-        assert 'LoadImageFromFile' not in types and 'LoadImageOrSkip' in types, (field, types)
+        robust = {'LoadImageOrSkip', 'LoadRandomResizedCrop'}  # the latter: a LoadImageOrSkip
+        assert 'LoadImageFromFile' not in types and robust & set(types), (field, types)
         if cfg.default_scope == 'mmseg':
             assert types.index('CheckLabelRange') > types.index('LoadAnnotations'), types
         if cfg.default_scope == 'mmdet':

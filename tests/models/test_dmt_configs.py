@@ -53,7 +53,7 @@ def test_main_configs_follow_the_recipe(key):
     assert cfg.randomness.diff_rank_seed is False
     data = wrapper.dataset
     assert data.type == 'ImageNet' and data.split == 'train' and data.data_root
-    crop = [t for t in data.pipeline if t.type == 'RandomResizedCrop'][0]
+    crop = [t for t in data.pipeline if t.type in ('RandomResizedCrop', 'LoadRandomResizedCrop')][0]
     assert crop.scale == 224
     assert cfg.custom_imports.allow_failed_imports is False
     assert cfg.default_scope == 'mmpretrain'

@@ -2,10 +2,16 @@
 side by side with a naive peer, the full step versus the sum of its parts, and the data
 pipeline's images/s per worker (docs/performance.md).
 
+``--shipped`` first runs the config as tools/train.py does (its runner, optim wrapper, AMP
+dtype and compile setting) for a few iterations on the ``--pipeline`` images through its
+own data loader (end-to-end images/s), then times that runner's compiled train step alone
+(variant ``shipped``); the peers and variants that follow run on the same model.
+
     python tools/analysis_tools/benchmark_pretrain.py CONFIG [--batch-size 256 128 64]
         [--random-teachers] [--student-arch vit-small] [--teacher-arch base] [--img-size 224]
         [--num-teachers K] [--peer naive [naive-nograd]] [--ablate] [--compile] [--parts]
-        [--pipeline IMAGES...] [--peak-tflops 989] [--iters 20] [--warmup 5]
+        [--pipeline IMAGES...] [--shipped] [--loader] [--peak-tflops 989] [--iters 20]
+        [--warmup 5]
         [--out result.json] [--cfg-options k=v ...]
 
 Timed: ``model.train_step`` (preprocess, teachers, student, heads, losses, backward, optimizer
@@ -57,6 +63,19 @@ def parse_args(argv=None):
     p.add_argument('--pipeline', nargs='+', default=None, metavar='IMAGE_OR_DIR',
                    help='measure the config\'s train pipeline on these images (per worker)')
     p.add_argument('--pipeline-images', type=int, default=64)
+    p.add_argument('--shipped', action='store_true',
+                   help='run the config as tools/train.py does on the --pipeline images (end to '
+                   'end, real data loader), then time its compiled train step ("shipped")')
+    p.add_argument('--shipped-iters', type=int, default=10,
+                   help='timed end-to-end iterations of --shipped (after --warmup)')
+    p.add_argument('--loader', action='store_true',
+                   help='images/s of the config\'s train dataloader with one worker process on '
+                   'the --pipeline images (worker CPU time: per core)')
+    p.add_argument('--loader-batches', type=int, default=8)
+    p.add_argument('--pipeline-reference', action='store_true',
+                   help='also measure the pipeline (and with --loader the data loader) with '
+                   'LoadRandomResizedCrop spelled out as mmpretrain\'s LoadImageFromFile + '
+                   'RandomResizedCrop: before / after on the same images')
     p.add_argument('--iters', type=int, default=20, help='timed steps per variant')
     p.add_argument('--warmup', type=int, default=5, help='untimed steps first')
     p.add_argument('--peak-tflops', type=float, default=None,
@@ -104,15 +123,20 @@ def run_one(name, model, cfg, device, batch_sizes, args, size, flops, peak, resu
 
 
 def ratios(results):
-    """images/s of the optimized step over each other variant's (same process, same model)."""
+    """images/s of the optimized and the shipped step over each other variant's (same
+    process, same model)."""
     by_name = {r['variant']: r for r in results if 'error' not in r}
-    base = by_name.get('optimized')
-    out = {f'optimized/{n}': base['images_per_s'] / r['images_per_s']
-           for n, r in by_name.items() if base and n != 'optimized'}
-    if base and base.get('step_cpu_time_median_s'):  # CPU: also by process CPU time
-        out.update({f'optimized/{n} (CPU time)': r['step_cpu_time_median_s'] /
-                    base['step_cpu_time_median_s'] for n, r in by_name.items()
-                    if n != 'optimized' and r.get('step_cpu_time_median_s')})
+    out = {}
+    for base_name in ('optimized', 'shipped'):
+        base = by_name.get(base_name)
+        if not base:
+            continue
+        out.update({f'{base_name}/{n}': base['images_per_s'] / r['images_per_s']
+                    for n, r in by_name.items() if n != base_name})
+        if base.get('step_cpu_time_median_s'):  # CPU: also by process CPU time
+            out.update({f'{base_name}/{n} (CPU time)': r['step_cpu_time_median_s'] /
+                        base['step_cpu_time_median_s'] for n, r in by_name.items()
+                        if n != base_name and r.get('step_cpu_time_median_s')})
     return out
 
 
@@ -145,7 +169,16 @@ def main(argv=None):
                      teacher_arch=args.teacher_arch, num_teachers=args.num_teachers,
                      random_teachers=args.random_teachers)
     batch_sizes = args.batch_size or [cfg.train_dataloader.batch_size]
-    model = A.build_model(cfg, device)
+    if (args.shipped or args.loader) and not args.pipeline:
+        raise SystemExit('benchmark_pretrain.py: --shipped / --loader need real images: '
+                         '--pipeline IMAGE_OR_DIR ...')
+    shipped = None
+    if args.shipped:  # first: its runner builds the model the peers then share
+        shipped, model = A.measure_shipped(cfg, A.list_images(args.pipeline), batch_sizes[0],
+                                           device, iters=args.shipped_iters,
+                                           warmup=args.warmup, step_iters=args.iters)
+    else:
+        model = A.build_model(cfg, device)
     size = A.input_size(model)
     teachers = model.target_generator.teachers
     peak = args.peak_tflops or A.default_peak_tflops(device)
@@ -182,10 +215,65 @@ def main(argv=None):
               f'(3x student+heads, 1x teachers; fwd+bwd counted: '
               f'{(flops["train_counted"] or 0) / 1e9:.2f})', flush=True)
 
+    if shipped is not None:
+        result['shipped'] = shipped
+        step = dict(variant='shipped', batch_size=shipped['batch_size'],
+                    images_per_s=shipped['step_images_per_s'],
+                    step_time_median_s=shipped['step_time_median_s'],
+                    step_cpu_time_median_s=shipped['step_cpu_time_median_s'],
+                    peak_memory=shipped['step_peak_memory'], notes=shipped['notes'],
+                    settings=shipped['config_settings'], loss=shipped['loss'])
+        if flops:
+            step.update(achieved_tflops=flops['train'] * step['images_per_s'] / 1e12,
+                        mfu=A.mfu(flops['train'], step['images_per_s'], peak))
+            shipped['end_to_end_mfu'] = A.mfu(flops['train'],
+                                              shipped['end_to_end_images_per_s'] or 0, peak)
+        result['variants'].append(step)
+        save()
+        e2e = shipped['end_to_end_images_per_s']
+        print(f'[shipped] as tools/train.py runs it ({shipped["config_settings"]["wrapper"]}, '
+              f'dtype {shipped["config_settings"]["amp_dtype"]}, compile '
+              f'{shipped["config_settings"]["compile"]}): end to end with the data loader '
+              f'({shipped["config_settings"]["num_workers"]} workers) '
+              f'{e2e or 0:.1f} images/s, data wait {1000 * (shipped["data_wait_s_median"] or 0):.1f}'
+              f' ms/iteration; model step {step["images_per_s"]:.1f} images/s'
+              + (f', MFU {100 * step["mfu"]:.1f}%' if step.get('mfu') is not None else '')
+              + (f'  [{"; ".join(shipped["notes"])}]' if shipped['notes'] else ''), flush=True)
+
+    if args.loader:
+        loader = A.loader_throughput(cfg, A.list_images(args.pipeline),
+                                     num_batches=args.loader_batches,
+                                     batch_size=min(32, batch_sizes[0]))
+        result['loader'] = loader
+        save()
+        print(f'train dataloader, one worker: {loader["images_per_s_per_worker"]:.1f} images/s '
+              f'wall, {loader["images_per_cpu_s"]:.1f} per worker CPU-second '
+              f'({" -> ".join(loader["pipeline"])})', flush=True)
+        if args.pipeline_reference:
+            from dmt_mm.analysis.data_throughput import reference_pipeline, with_train_pipeline
+            ref_cfg = with_train_pipeline(cfg, reference_pipeline(A.train_pipeline(cfg)))
+            ref = A.loader_throughput(ref_cfg, A.list_images(args.pipeline),
+                                      num_batches=args.loader_batches,
+                                      batch_size=min(32, batch_sizes[0]))
+            result['loader_reference'] = ref
+            save()
+            print(f'train dataloader, reference pipeline ({" -> ".join(ref["pipeline"])}): '
+                  f'{ref["images_per_cpu_s"]:.1f} per worker CPU-second; after / before '
+                  f'{loader["images_per_cpu_s"] / ref["images_per_cpu_s"]:.2f}x', flush=True)
+
     if args.pipeline:  # CPU only, a few seconds: first, so a run cut short still has it
         pipe = A.pipeline_throughput(A.train_pipeline(cfg), A.list_images(args.pipeline),
                                      args.pipeline_images)
         result['pipeline'] = pipe
+        if args.pipeline_reference:
+            from dmt_mm.analysis.data_throughput import reference_pipeline
+            result['pipeline_reference'] = A.pipeline_throughput(
+                reference_pipeline(A.train_pipeline(cfg)), A.list_images(args.pipeline),
+                args.pipeline_images)
+            ref = result['pipeline_reference']
+            print(f'data pipeline, reference ({" -> ".join(ref["pipeline"])}): '
+                  f'{ref["images_per_cpu_s"]:.1f} per CPU-second; after / before '
+                  f'{pipe["images_per_cpu_s"] / ref["images_per_cpu_s"]:.2f}x', flush=True)
         save()
         stages = ', '.join(f'{k.split(":", 1)[1]} {v:.1f}' for k, v in pipe['stage_ms'].items())
         print(f'data pipeline, one worker: {pipe["images_per_s_per_worker"]:.1f} images/s wall, '
@@ -233,6 +321,10 @@ def main(argv=None):
         pipe['workers_needed'] = A.workers_needed(max(ok), pipe['images_per_cpu_s'])
         print(f'data pipeline: the fastest step ({max(ok):.1f} images/s) needs '
               f'{pipe["workers_needed"]} dataloader workers per GPU (25% headroom)', flush=True)
+        if args.loader:
+            loader['workers_needed'] = A.workers_needed(max(ok), loader['images_per_cpu_s'])
+            print(f'train dataloader: {loader["workers_needed"]} workers per GPU for '
+                  f'{max(ok):.1f} images/s (25% headroom)', flush=True)
 
     # the benchmark path must run on mmcv-lite without mmdet / mmseg: say what got imported
     result['heavy_modules_loaded'] = sorted(

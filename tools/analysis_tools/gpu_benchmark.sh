@@ -1,33 +1,44 @@
 #!/usr/bin/env bash
-# DMT pretraining throughput on one GPU: ViT-S/16 student + 3 ViT-B/16 teachers (MAE, MoCo v3,
-# iBOT layout; random weights: same cost) at 224 px, bf16, the largest batch that fits;
-# optimized step, its ablations, the naive peers (same process), full step vs sum of parts,
-# data pipeline images/s per worker, then torch.compile. Writes JSON, a Markdown summary and
-# a log to $OUT. About 5-6 minutes of GPU time (each stage has a time limit).
+# Every GPU measurement of BENCHMARKS.md in one run (about 8 minutes on one H100 / H200; each
+# stage has a time limit and writes its JSON as it goes):
+#   1. the shipped ViT-S DMT config (3 ViT-B teachers, 224 px) as tools/train.py runs it --
+#      bf16 AMP without loss scaler, fused AdamW, merged param groups, torch.compile -- end
+#      to end with its real data loader on real photos, then its compiled step alone, with
+#      the naive peer in the same process; FLOPs, MFU; data loader and pipeline images/s per
+#      worker (one core);
+#   2. the teachers under each teacher_execution setting (eager, compile, CUDA graphs, FP8
+#      through torchao, FP8 + compile): time, memory, FP8 drift (cosine of the targets);
+#   3. what each benchmark config costs: a few iterations at its real input size and per-GPU
+#      batch, seconds per iteration and peak memory (GPU-hours: benchmark_configs.py).
+# Writes bench.json, teachers.json, costs.json, summary.md and gpu_benchmark.log to $OUT.
 #
 # For a machine with torch + CUDA (+ torchvision, opencv) but no OpenMMLab packages and no
-# network: it installs the pure-Python wheels in .whl/ (mmengine, mmpretrain, mmcv-lite without
-# compiled ops, their small dependencies) into a private folder. The benchmark path imports
-# neither mmdet, mmseg nor mmcv's compiled ops.
+# network: it installs the wheels of .whl/ (tools/analysis_tools/gpu_wheels.sh downloads them:
+# mmengine, mmpretrain, mmcv-lite without compiled ops, torchao, small dependencies) into a
+# private folder. Without mmcv's compiled CUDA ops the COCO / ADE20K configs cannot run there:
+# stage 3 runs the mmpretrain configs unless DMT_BENCH_CONFIGS names others.
 #
-#   bash tools/analysis_tools/gpu_benchmark.sh
+#   bash tools/analysis_tools/gpu_wheels.sh        # once, where PyPI is reachable
+#   DMT_BENCH_PYTHONPATH=$PWD/.whl/extra bash tools/analysis_tools/gpu_benchmark.sh
 #
 # Environment (defaults in brackets):
-#   OUT [./gpu_out]           results: bench.json, bench_compile.json, summary.md, *.log
+#   OUT [./gpu_out]           results
 #   PY [python3]              interpreter
 #   DMT_BENCH_SITE [/tmp/site]  where the wheels go (prepended to PYTHONPATH)
 #   DMT_BENCH_WHEELS [.whl/*.whl]  wheel files to install; DMT_BENCH_SKIP_INSTALL=1 skips it
 #   DMT_BENCH_PKG_SHIM [auto] 'force': install the pkg_resources stand-in even if present
 #                             (stand-ins for pkg_resources / importlib_metadata are written
 #                             to DMT_BENCH_SITE only when the machine lacks them)
-#   DMT_BENCH_PYTHONPATH      extra entries appended to PYTHONPATH. PyPI's modelindex 0.0.2
-#                             wheel is empty (metadata only): copy the installed package
-#                             folder (site-packages/modelindex) to .whl/extra/ and pass
-#                             DMT_BENCH_PYTHONPATH=$PWD/.whl/extra (as in BENCHMARKS.md)
-#   DMT_BENCH_QUICK=1         tiny sizes (ViT-T everywhere, 32 px, batch 2): a CPU dry run
-#   DMT_BENCH_BATCHES ["384 256 192 128 96 64 32"]  batch sizes tried, largest first
-#   DMT_BENCH_T_MAIN [240] / DMT_BENCH_T_COMPILE [150]  time limits (s) of the two runs
-#   DMT_BENCH_COMPILE [1]     0: skip the torch.compile run
+#   DMT_BENCH_PYTHONPATH      extra entries appended to PYTHONPATH (.whl/extra: modelindex)
+#   DMT_BENCH_IMAGES ["tests/data/coco_real_mini/images dmt_mm/study/sample_images"]
+#                             real photos (add a carried copy of ../shared/data/real_images_cc0)
+#   DMT_BENCH_BATCH [128]     per-GPU batch of stages 1-2 (the configs' own)
+#   DMT_BENCH_CONFIGS         stage 3's configs (default: DMT ViT-T/S/B, ImageNet fine-tune
+#                             and linear ViT-S); DMT_BENCH_COCO / DMT_BENCH_COCO_ANN /
+#                             DMT_BENCH_ADE: fixture folders for mmdet / mmseg configs
+#   DMT_BENCH_QUICK=1         tiny sizes on CPU (ViT-T, 32 px, batch 2, compile off): a dry run
+#   DMT_BENCH_T_MAIN [200] / DMT_BENCH_T_TEACHERS [100] / DMT_BENCH_T_COSTS [120]
+#                             time limits (s) of the three stages; DMT_BENCH_STAGES ["1 2 3"]
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,7 +46,6 @@ cd "$REPO"
 OUT="${OUT:-./gpu_out}"
 PY="${PY:-python3}"
 SITE="${DMT_BENCH_SITE:-/tmp/site}"
-CONFIG=configs/dmt/dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py
 mkdir -p "$OUT"
 
 main() {
@@ -103,13 +113,19 @@ missing = []
 for name in ['torch', 'torchvision', 'cv2', 'numpy', 'yaml', 'rich', 'addict', 'termcolor',
              'yapf', 'einops', 'markdown', 'importlib_metadata', 'modelindex', 'mat4py',
              'pkg_resources', 'mmengine', 'mmcv', 'mmpretrain', 'mmpretrain.models',
-             'dmt_mm.models', 'dmt_mm.engine', 'dmt_mm.analysis']:
+             'dmt_mm.models', 'dmt_mm.engine', 'dmt_mm.analysis', 'dmt_mm.optim',
+             'dmt_mm.datasets.fast_decode']:
     try:
         importlib.import_module(name)
     except Exception as exc:  # noqa
         missing.append(f'{name}: {exc!r}')
 import torch
 print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())
+try:
+    import torchao
+    print('torchao', torchao.__version__)
+except Exception as exc:  # noqa -- FP8 teachers then fail with their own message
+    print('torchao missing:', repr(exc))
 for name in ['numpy', 'mmengine', 'mmcv', 'mmpretrain']:
     mod = sys.modules.get(name)
     print(name, getattr(mod, '__version__', '?'), getattr(mod, '__file__', '?'))
@@ -119,41 +135,74 @@ if missing:
     sys.exit(1)
 PYEOF
 
-  if [ "${DMT_BENCH_QUICK:-0}" = 1 ]; then
-    SIZE=(--student-arch vit-tiny --teacher-arch vit-tiny --img-size 32 --iters 2 --warmup 1 --parts-rounds 1 --pipeline-images 4)
-    BATCHES="${DMT_BENCH_BATCHES:-2}"
-  else
-    SIZE=(--iters 15 --warmup 3 --parts-rounds 5 --pipeline-images 200)
-    BATCHES="${DMT_BENCH_BATCHES:-384 256 192 128 96 64 32}"
-  fi
   # shellcheck disable=SC2206
-  BS=($BATCHES)
-
-  # 3. optimized step, the shipped config's step, merged param groups, the naive peers,
-  #    ablations, full step vs parts, data pipeline
-  timeout "${DMT_BENCH_T_MAIN:-240}" "$PY" tools/analysis_tools/benchmark_pretrain.py "$CONFIG" \
-    --random-teachers "${SIZE[@]}" --batch-size "${BS[@]}" \
-    --variants optimized config optimized-merged-groups --peer naive naive-nograd --ablate \
-    --parts --pipeline tests/data/coco_real_mini/images --out "$OUT/bench.json"
-  echo "main run exit status: $?"
-
-  # 4. torch.compile (student, teachers, heads) next to the optimized step, same process
-  if [ "${DMT_BENCH_COMPILE:-1}" = 1 ]; then
-    BEST=$("$PY" -c "import json; r = json.load(open('$OUT/bench.json')); print(next(v['batch_size'] for v in r['variants'] if v['variant'] == 'optimized' and 'batch_size' in v))" 2>/dev/null || echo "${BS[*]}")
-    # shellcheck disable=SC2086
-    timeout "${DMT_BENCH_T_COMPILE:-150}" "$PY" tools/analysis_tools/benchmark_pretrain.py "$CONFIG" \
-      --random-teachers "${SIZE[@]}" --batch-size $BEST --variants optimized --compile \
-      --out "$OUT/bench_compile.json"
-    echo "compile run exit status: $?"
+  IMAGES=(${DMT_BENCH_IMAGES:-tests/data/coco_real_mini/images dmt_mm/study/sample_images})
+  BATCH="${DMT_BENCH_BATCH:-128}"
+  STAGES="${DMT_BENCH_STAGES:-1 2 3}"
+  CONFIGS="${DMT_BENCH_CONFIGS:-configs/dmt/dmt_vit-tiny-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py configs/dmt/dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py configs/dmt/dmt_vit-base-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py configs/benchmarks/classification/dmt-vit-small-p16_8xb128-coslr-200e_in1k.py configs/benchmarks/classification/dmt-vit-small-p16_8xb2048-linear-coslr-90e_in1k.py}"
+  if [ "${DMT_BENCH_QUICK:-0}" = 1 ]; then
+    SIZE=(--student-arch vit-tiny --teacher-arch vit-tiny --img-size 32)
+    MAIN=(--iters 2 --warmup 1 --shipped-iters 1 --loader-batches 1 --pipeline-images 4 --cfg-options compile=None)
+    TEACH=(--iters 1 --warmup 1 --modes eager fp8)
+    COSTS=(--iters 1 --warmup 0 --eager)
+    BATCH="${DMT_BENCH_BATCH:-2}"
+    CONFIGS="${DMT_BENCH_CONFIGS:-configs/benchmarks/classification/dmt-vit-tiny-p16_8xb2048-linear-coslr-90e_in1k.py}"
+  else
+    SIZE=()
+    MAIN=(--iters 10 --warmup 3 --shipped-iters 8 --loader-batches 8 --pipeline-images 200)
+    TEACH=(--iters 10 --warmup 3 --modes eager fp8 compile fp8-compile cudagraphs)
+    COSTS=(--iters 3 --warmup 2 --eager --timeout 60)
   fi
-
-  # 5. summary for BENCHMARKS.md
+  S_CONFIG=configs/dmt/dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py
   JSONS=()
-  for f in "$OUT/bench.json" "$OUT/bench_compile.json"; do [ -f "$f" ] && JSONS+=("$f"); done
-  if [ ${#JSONS[@]} -gt 0 ]; then
-    "$PY" tools/analysis_tools/benchmark_pretrain.py --summarize "${JSONS[@]}" > "$OUT/summary.md"
-    cat "$OUT/summary.md"
+
+  # 1. the shipped config as tools/train.py runs it, end to end and its step; naive peer
+  if [[ " $STAGES " == *" 1 "* ]]; then
+    timeout "${DMT_BENCH_T_MAIN:-200}" "$PY" tools/analysis_tools/benchmark_pretrain.py "$S_CONFIG" \
+      --random-teachers "${SIZE[@]}" --batch-size "$BATCH" --shipped --peer naive --loader \
+      --pipeline "${IMAGES[@]}" "${MAIN[@]}" --out "$OUT/bench.json"
+    echo "stage 1 exit status: $?"
+    [ -f "$OUT/bench.json" ] && JSONS+=("$OUT/bench.json")
   fi
+
+  # 2. the teachers under each execution setting; FP8 drift
+  if [[ " $STAGES " == *" 2 "* ]]; then
+    timeout "${DMT_BENCH_T_TEACHERS:-100}" "$PY" tools/analysis_tools/benchmark_teachers.py "$S_CONFIG" \
+      --random-teachers "${SIZE[@]}" --batch-size "$BATCH" --images "${IMAGES[@]}" "${TEACH[@]}" \
+      --out "$OUT/teachers.json"
+    echo "stage 2 exit status: $?"
+  fi
+
+  # 3. what each benchmark config costs
+  if [[ " $STAGES " == *" 3 "* ]]; then
+    EXTRA=()
+    [ -n "${DMT_BENCH_COCO:-}" ] && EXTRA+=(--coco "$DMT_BENCH_COCO" --coco-ann "${DMT_BENCH_COCO_ANN:-instances_785_allcats.json}")
+    [ -n "${DMT_BENCH_ADE:-}" ] && EXTRA+=(--ade "$DMT_BENCH_ADE")
+    [ "${DMT_BENCH_QUICK:-0}" = 1 ] && EXTRA+=(--batch-size "$BATCH")
+    # shellcheck disable=SC2086
+    timeout "${DMT_BENCH_T_COSTS:-120}" "$PY" tools/analysis_tools/benchmark_configs.py $CONFIGS \
+      --images "${IMAGES[@]}" "${COSTS[@]}" "${EXTRA[@]}" --out "$OUT/costs.json"
+    echo "stage 3 exit status: $?"
+  fi
+
+  # summary for BENCHMARKS.md
+  {
+    [ ${#JSONS[@]} -gt 0 ] && "$PY" tools/analysis_tools/benchmark_pretrain.py --summarize "${JSONS[@]}"
+    [ -f "$OUT/teachers.json" ] && "$PY" -c "
+import json; r = json.load(open('$OUT/teachers.json'))
+print('| teacher execution | ms / batch %d | images/s | vs eager | peak memory | lowest target cosine vs bf16 |' % r['batch_size'])
+print('|---|---|---|---|---|---|')
+eager = r['modes'].get('eager', {}).get('ms_median')
+for name, m in r['modes'].items():
+    if 'error' in m:
+        print('| %s | failed: %s |||||' % (name, m['error'][:100])); continue
+    low = min(v['cosine'] for v in m['drift_vs_eager_bf16'].values())
+    print('| %s | %.1f | %.0f | %s | %.2f GiB | %.5f |' % (name, m['ms_median'], m['images_per_s'],
+          '%.2fx' % (eager / m['ms_median']) if eager else '', m['peak_memory']['bytes'] / 2**30, low))
+"
+    [ -f "$OUT/costs.json" ] && "$PY" tools/analysis_tools/benchmark_configs.py --summarize "$OUT/costs.json"
+  } > "$OUT/summary.md"
+  cat "$OUT/summary.md"
   echo "== done $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 }
 

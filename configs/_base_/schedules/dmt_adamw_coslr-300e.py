@@ -1,10 +1,19 @@
 # DMT pretraining schedule (docs/dmt.md): AdamW betas (0.9, 0.95), weight decay 0.05,
 # base lr 1.5e-4 x batch / 256 (6e-4 at the total batch 1024 = 8 GPUs x 128), 40 warm-up
 # epochs then cosine to 300 epochs, AMP. `--auto-scale-lr` rescales lr to another batch.
+#
+# How it runs (docs/performance.md): bf16 autocast without a loss scaler (bf16 has fp32's
+# exponent range; `loss_scale=dict(enabled=False)` makes mmengine's GradScaler pass the loss
+# and the step through: no unscale pass, no inf check, no host sync), fused AdamW, one param
+# group per distinct setting (the same updates as mmengine's one group per tensor), and
+# torch.compile of the train step through mmengine's `compile` option.
 optim_wrapper = dict(
     type='AmpOptimWrapper',
-    loss_scale='dynamic',
-    optimizer=dict(type='AdamW', lr=1.5e-4 * 1024 / 256, betas=(0.9, 0.95), weight_decay=0.05),
+    dtype='bfloat16',
+    loss_scale=dict(enabled=False),
+    constructor='MergedGroupsOptimWrapperConstructor',
+    optimizer=dict(type='AdamW', lr=1.5e-4 * 1024 / 256, betas=(0.9, 0.95), weight_decay=0.05,
+                   fused=True),
     paramwise_cfg=dict(custom_keys={
         'ln': dict(decay_mult=0.0),
         'norm': dict(decay_mult=0.0),
@@ -23,4 +32,10 @@ param_scheduler = [
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True)]
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+# mmengine compiles `model.train_step` (the wrapped model's under DDP) before the first
+# iteration: the forward (preprocessor, student, teachers, target norms, heads, losses) is one
+# graph; the step recompiles once at iteration 2, when the optim wrapper's iteration counter
+# becomes a symbolic int (with `dynamic=False` that counter would recompile every step until
+# dynamo's limit and then run eagerly). The fused AdamW step after backward runs eagerly.
+compile = True
 auto_scale_lr = dict(base_batch_size=1024)

@@ -17,7 +17,8 @@ What a replacement part must offer (what ``DMT`` calls):
 
 * target generator: ``teacher_specs()`` (name, embed_dims, num_layers per teacher),
   ``request(blocks, cls)`` and ``forward(x, grid)`` -> per teacher ``{'cls': (B, D),
-  block id: (B, h*w, D)}``;
+  block id: (B, h*w, D)}``; with ``compile_tail`` also ``forward(x, grid, normalize=False)``
+  and ``normalize(targets)``;
 * head: built with ``teachers``, ``student_dims``, ``student_depth``; ``teacher_blocks``
   (per teacher, the blocks it needs), ``needs_cls``, ``student_blocks`` (the student blocks
   it reads) and ``loss(student, targets, token_weight)`` -> loss dict.
@@ -28,7 +29,7 @@ load unchanged: :func:`upgrade_state_dict` renames their keys on load.
 """
 import math
 import re
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import torch
 from mmengine.logging import print_log
@@ -95,6 +96,10 @@ class DMT(BaseSelfSupervisor):
             Only with ``mask_ratio`` > 0.
         mask_ratio: fraction of student input patches masked (0: no masking).
         mask_loss_on: ``'all'`` tokens or only the ``'masked'`` ones when masking.
+        compile_tail: run target normalisation, heads and losses of every teacher as one
+            ``torch.compile`` region (True, or a dict of ``torch.compile`` arguments): the
+            memory-bound tail of the step fused into few kernels. When the whole train step
+            is compiled (the configs' ``compile`` option) the tail is in that graph already.
     """
 
     def __init__(self,
@@ -104,6 +109,7 @@ class DMT(BaseSelfSupervisor):
                  neck: Optional[dict] = None,
                  mask_ratio: float = 0.0,
                  mask_loss_on: str = 'all',
+                 compile_tail: Union[bool, dict] = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  **unknown):
@@ -126,6 +132,9 @@ class DMT(BaseSelfSupervisor):
                              'mask_ratio > 0 or leave mask_loss_on at \'all\'')
         self.mask_ratio = float(mask_ratio)
         self.mask_loss_on = mask_loss_on
+        self.compile_tail = dict(dynamic=False) if compile_tail is True else \
+            (dict(compile_tail) if compile_tail else None)
+        self._compiled_tail = None
         self.student_depth = self.backbone.num_layers
 
         # registered in the order of the flat layout (parameters: student, heads, decoder),
@@ -152,7 +161,7 @@ class DMT(BaseSelfSupervisor):
             else:
                 lines.append(f'unknown key `{key}`')
         raise ValueError('DMT: ' + '; '.join(lines) + '. Valid keys: backbone, target_generator, '
-                         'head, neck, mask_ratio, mask_loss_on, data_preprocessor, init_cfg '
+                         'head, neck, mask_ratio, mask_loss_on, compile_tail, data_preprocessor, init_cfg '
                          '(config layout: docs/dmt.md)')
 
     def _build_neck(self, neck):
@@ -233,6 +242,17 @@ class DMT(BaseSelfSupervisor):
         """Distillation losses of one batch: student features, teacher targets, head."""
         x = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
         student = self.student_features(x)
-        targets = self.target_generator(x, student['grid'])
         token_weight = student['mask'] if self.mask_loss_on == 'masked' else None
-        return self.head.loss(student, targets, token_weight)
+        if self.compile_tail is None:
+            targets = self.target_generator(x, student['grid'])
+            return self.head.loss(student, targets, token_weight)
+        raw = self.target_generator(x, student['grid'], normalize=False)
+        if self._compiled_tail is None:
+            self._compiled_tail = torch.compile(self.distill_tail, **self.compile_tail)
+        return self._compiled_tail(student, raw, token_weight)
+
+    def distill_tail(self, student: Dict, raw_targets, token_weight=None):
+        """Target normalisation + heads + losses of every teacher (``compile_tail``'s
+        region): the same loss terms as normalising in the target generator."""
+        return self.head.loss(student, self.target_generator.normalize(raw_targets),
+                              token_weight)

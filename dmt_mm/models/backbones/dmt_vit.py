@@ -26,6 +26,7 @@ import math
 import os.path as osp
 from typing import Dict, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -105,6 +106,16 @@ def _attention_without_drop_path(attn, x, rel_pos_hw=None):
     return attn.gamma1(attn.proj_drop(x))
 
 
+def python_float_drop_probs(module: nn.Module) -> None:
+    """mmpretrain gives each block's mmcv ``DropPath`` a numpy float (``np.linspace``);
+    torch.compile traces numpy scalars as tensors, so ``if drop_prob == 0.`` becomes a
+    data-dependent branch: a graph break in every block. A Python float of the same value
+    compiles into one graph."""
+    for m in module.modules():
+        if isinstance(getattr(m, 'drop_prob', None), np.floating):
+            m.drop_prob = float(m.drop_prob)
+
+
 def _is_square(n):
     return n > 0 and math.isqrt(n) ** 2 == n
 
@@ -154,6 +165,7 @@ class DMTViT(VisionTransformer):
                              'it needs final_norm=True')
         if self.use_rel_pos:
             self._add_rel_pos_tables(rel_pos_img_size or kwargs.get('img_size', 224))
+        python_float_drop_probs(self)
 
     def _add_rel_pos_tables(self, rel_pos_img_size):
         """Zero-initialised tables (2 S - 1, head dims) per axis on each block's attention:

@@ -17,6 +17,7 @@ from mmengine.model import BaseModule, ModuleDict, ModuleList
 from mmpretrain.registry import MODELS
 
 from ..target_norm import build_target_norm
+from ..teachers.execution import TeacherExecution
 from ..utils import build_part
 
 INTERPOLATION_MODES = ('nearest', 'bilinear', 'bicubic', 'area', 'nearest-exact')
@@ -59,6 +60,8 @@ class MultiTeacherTargetGenerator(BaseModule):
             student's (``antialias`` only for bilinear / bicubic).
         data_mean / data_std: the data preprocessor's pixel normalisation, passed to every
             teacher so it can re-normalise to its own (filled in by ``DMT``).
+        teacher_execution: how the teachers run: ``dict(mode='eager'|'compile'|'cudagraphs',
+            fp8=False, freezing=False)`` (``dmt_mm/models/teachers/execution.py``).
     """
 
     def __init__(self,
@@ -70,6 +73,7 @@ class MultiTeacherTargetGenerator(BaseModule):
                  resize_antialias: bool = False,
                  data_mean: Optional[Sequence[float]] = None,
                  data_std: Optional[Sequence[float]] = None,
+                 teacher_execution: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if resize_mode not in INTERPOLATION_MODES:
@@ -83,6 +87,8 @@ class MultiTeacherTargetGenerator(BaseModule):
         self.allow_random_teachers = bool(allow_random_teachers)
         self.teachers = ModuleList(self._build_teachers(
             teachers, dict(teacher_checkpoints or {}), data_mean, data_std))
+        self.teacher_execution = TeacherExecution.build(teacher_execution)
+        self.teacher_execution.apply(self.teachers)
         K = len(self.teachers)
         norms = list(target_norm) if isinstance(target_norm, (list, tuple)) else \
             [target_norm] * K
@@ -184,13 +190,13 @@ class MultiTeacherTargetGenerator(BaseModule):
         super().init_weights()
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor, grid) -> List[Dict]:
+    def forward(self, x: torch.Tensor, grid, normalize: bool = True) -> List[Dict]:
         """Per teacher: normalised targets ``{'cls': (B, D_k), block id: (B, h*w, D_k)}`` on
-        the student grid ``grid`` = (h, w)."""
+        the student grid ``grid`` = (h, w); ``normalize=False``: before normalisation (then
+        :meth:`normalize` them, e.g. inside the algorithm's compiled loss region)."""
         targets = []
         for teacher, ids in zip(self.teachers, self._blocks):
             out = teacher(x)
-            norms = self.target_norms[teacher.name]
             last = teacher.num_layers - 1
             target = {}
             if ids:
@@ -198,10 +204,14 @@ class MultiTeacherTargetGenerator(BaseModule):
                 stacked = torch.cat(maps, dim=-1) if len(maps) > 1 else maps[0]
                 stacked = resize_tokens(stacked, out['grid'], grid, self.resize_mode,
                                         self.resize_antialias)
-                for i, chunk in zip(ids, stacked.chunk(len(ids), dim=-1)):
-                    target[i] = norms[str(i)](chunk)
+                target.update(zip(ids, stacked.chunk(len(ids), dim=-1)))
             if self._with_cls:
-                target['cls'] = norms['cls'](out['cls'])
+                target['cls'] = out['cls']
             targets.append(target)
-        return targets
+        return self.normalize(targets) if normalize else targets
+
+    def normalize(self, targets: List[Dict]) -> List[Dict]:
+        """Apply each (teacher, block) normaliser to :meth:`forward`'s raw targets."""
+        return [{key: self.target_norms[name][str(key)](value) for key, value in target.items()}
+                for name, target in zip(self.names, targets)]
 

@@ -92,10 +92,12 @@ class _RunningStatsNorm(_TargetNorm):
             torch.ones(dims, dtype=torch.float64)
         self.register_buffer('cov' if self.full_covariance else 'var', second)
         self._num_updates = 0  # host mirror of num_updates: no device sync in the hot path
+        self._frozen = max_updates is not None and max_updates <= 0
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._num_updates = int(self.num_updates)
+        self._frozen = self.max_updates is not None and self._num_updates >= self.max_updates
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.dims:
@@ -103,10 +105,18 @@ class _RunningStatsNorm(_TargetNorm):
                              f'features with {x.shape[-1]}')
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()
-            if self.training and (self.max_updates is None
-                                  or self._num_updates < self.max_updates):
-                self.update(x.detach().reshape(-1, self.dims))
+            if self.training and not self._frozen:
+                self._update_outside_graph(x.detach().reshape(-1, self.dims))
             return self._normalize(x)
+
+    @torch.compiler.disable
+    def _update_outside_graph(self, x):
+        """The statistics update runs eagerly: its host-side counter and schedule (and
+        PHI-S's eigendecomposition) would make a compiled graph recompile every step. Once
+        ``max_updates`` is reached the flag ``_frozen`` flips and the compiled forward holds
+        the normalisation alone (one recompilation, no graph break)."""
+        self.update(x)
+        self._frozen = self.max_updates is not None and self._num_updates >= self.max_updates
 
     def _outer(self, a, b):
         return torch.outer(a, b) if self.full_covariance else a * b
