@@ -139,8 +139,13 @@ def sam(img_size=256, window=4, embed_dim=32, depth=2, global_attn=(1, ), neck=3
     """segment_anything's full ``Sam`` as ``build_sam._build_sam`` assembles it, tiny; at
     1024 px, window 14 and a 256-d neck it is ``_build_sam`` itself."""
     from segment_anything.build_sam import _build_sam
-    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
-                                           TwoWayTransformer)
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
     if (img_size, window, neck) == (1024, 14, 256):
         model = _build_sam(encoder_embed_dim=embed_dim, encoder_depth=depth,
                            encoder_num_heads=2, encoder_global_attn_indexes=list(global_attn))

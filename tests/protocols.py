@@ -249,8 +249,8 @@ def _input_canvas(cfg, path):
     (the data preprocessor pads training batches the same way)."""
     import numpy as np
     import torch
-    from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS, TRANSFORMS
+    from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
     resize = TRANSFORMS.build(copy.deepcopy(_transform(cfg.test_dataloader.dataset.pipeline,
                                                        'Resize')))
@@ -302,7 +302,7 @@ def _weight_decays(path):
     """{parameter kind: set of weight decays} of the trainable parameters, from the config's
     own optimizer constructor on the model built on the meta device."""
     import torch
-    from mmengine.registry import DefaultScope, OPTIM_WRAPPER_CONSTRUCTORS
+    from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, DefaultScope
     cfg = load_config(path)
     for module in cfg.get('custom_imports', {}).get('imports', []):
         importlib.import_module(module)

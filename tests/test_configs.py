@@ -10,10 +10,9 @@ import sys
 
 import pytest
 import torch
+from conftest import CONFIGS, TOOLS, rel
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-
-from conftest import CONFIGS, TOOLS, rel
 
 CONFIG_FILES = sorted(p for p in CONFIGS.rglob('*.py') if '_base_' not in p.parts)
 

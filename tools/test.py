@@ -15,8 +15,7 @@ from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 
 from dmt_mm.checkpoint import atomic_write
-from dmt_mm.engine.launch import (build_runner, finish_distributed, load_config,
-                                  set_local_rank_env)
+from dmt_mm.engine.launch import build_runner, finish_distributed, load_config, set_local_rank_env
 from dmt_mm.errors import ConfigError, run_tool_main
 
 

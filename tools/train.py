@@ -13,8 +13,13 @@ import argparse
 
 from mmengine.config import DictAction
 
-from dmt_mm.engine.launch import (build_runner, choose_resume_checkpoint, finish_distributed,
-                                  load_config, set_local_rank_env)
+from dmt_mm.engine.launch import (
+    build_runner,
+    choose_resume_checkpoint,
+    finish_distributed,
+    load_config,
+    set_local_rank_env,
+)
 from dmt_mm.errors import ConfigError, run_tool_main
 
 

@@ -127,6 +127,7 @@ def measure_config(config_path: str, data: Dict, device, iters=5, warmup=2,
     import tempfile
 
     from dmt_mm.engine.launch import build_runner, load_config
+
     from .model_setup import quiet_mmengine_log
     from .shipped import _iteration_clock
     from .timing import peak_memory, reset_peak_memory

@@ -135,8 +135,12 @@ def loader_throughput(cfg, image_paths: Sequence[str], num_batches=8, batch_size
     from mmengine.config import ConfigDict
     from mmengine.runner import Runner
 
-    from dmt_mm.engine.defaults import (add_input_protections, add_training_defaults,
-                                        reliability_options)
+    from dmt_mm.engine.defaults import (
+        add_input_protections,
+        add_training_defaults,
+        reliability_options,
+    )
+
     from .model_setup import import_config_modules
     cfg = copy.deepcopy(cfg)
     import_config_modules(cfg)

@@ -6,10 +6,23 @@ Importing the package registers the atomic file backend and the safe local loade
 mmengine. It depends on torch, mmengine and mmpretrain only, never on ``dmt_mm.models``
 or ``dmt_mm.engine``; the command-line tools are in ``tools/model_converters/``.
 """
-from .io import (ATOMIC_BACKEND, AtomicLocalBackend, DiskFullError, atomic_write, is_signed,
-                 remove_stale_partials, write_signature)
-from .loading import (TRUST_ENV, CorruptCheckpointError, UntrustedCheckpointError,
-                      find_resume_checkpoint, nonfinite_tensors, safe_torch_load)
+from .io import (
+                 ATOMIC_BACKEND,
+                 AtomicLocalBackend,
+                 DiskFullError,
+                 atomic_write,
+                 is_signed,
+                 remove_stale_partials,
+                 write_signature,
+)
+from .loading import (
+                 TRUST_ENV,
+                 CorruptCheckpointError,
+                 UntrustedCheckpointError,
+                 find_resume_checkpoint,
+                 nonfinite_tensors,
+                 safe_torch_load,
+)
 
 __all__ = ['ATOMIC_BACKEND', 'AtomicLocalBackend', 'DiskFullError', 'atomic_write',
            'is_signed', 'remove_stale_partials', 'write_signature', 'TRUST_ENV',

@@ -24,7 +24,6 @@ on the GPU. Use it with ``collate_fn=dict(type='pseudo_collate')`` and that prep
 (``configs/dmt/README.md``).
 """
 import io
-import math
 from typing import Optional
 
 import numpy as np

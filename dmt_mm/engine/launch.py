@@ -19,8 +19,14 @@ from mmengine.logging import print_log
 from dmt_mm.checkpoint import find_resume_checkpoint, remove_stale_partials, safe_torch_load
 from dmt_mm.errors import ConfigError
 
-from .defaults import (add_distributed_defaults, add_input_protections, add_runner_hooks,
-                       add_training_defaults, reliability_options, resolve_seed)
+from .defaults import (
+    add_distributed_defaults,
+    add_input_protections,
+    add_runner_hooks,
+    add_training_defaults,
+    reliability_options,
+    resolve_seed,
+)
 from .preflight import check_data_paths, check_lengths
 
 # top-level keys mmengine's Runner (and this project's launcher) read besides the config's

@@ -2,10 +2,10 @@
 frozen teachers, the DMT algorithm with its target generator and distillation head, target
 normalisers and losses. mmdet / mmseg configs refer to them with the scope prefix, e.g.
 ``mmpretrain.DMTViT``."""
-from .backbones import *  # noqa: F401,F403
-from .teachers import *  # noqa: F401,F403
-from .losses import *  # noqa: F401,F403
-from .target_norm import *  # noqa: F401,F403
-from .target_generators import *  # noqa: F401,F403
-from .heads import *  # noqa: F401,F403
 from .algorithms import *  # noqa: F401,F403
+from .backbones import *  # noqa: F401,F403
+from .heads import *  # noqa: F401,F403
+from .losses import *  # noqa: F401,F403
+from .target_generators import *  # noqa: F401,F403
+from .target_norm import *  # noqa: F401,F403
+from .teachers import *  # noqa: F401,F403

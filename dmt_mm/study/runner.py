@@ -24,8 +24,8 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import threading
+import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field

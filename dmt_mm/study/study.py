@@ -378,10 +378,8 @@ class Study:
         train = self._train(self.config(teacher['config']), work_dir, options)
 
         def export(stage_dir, teacher=teacher, iters=iters):
-            from dmt_mm.checkpoint.formats import (save_backbone_checkpoint,
-                                                         validate_backbone)
-            from dmt_mm.checkpoint.export import (export_algorithm_checkpoint,
-                                                      save_official)
+            from dmt_mm.checkpoint.export import export_algorithm_checkpoint, save_official
+            from dmt_mm.checkpoint.formats import save_backbone_checkpoint, validate_backbone
             from dmt_mm.checkpoint.loading import safe_torch_load
             ckpt = safe_torch_load(osp.join(stage_dir, f'iter_{iters}.pth'))
             if 'fmt' not in teacher:  # a controlled teacher: its ViT in mmpretrain layout

@@ -11,14 +11,14 @@ import subprocess
 
 import pytest
 import torch
+from conftest import CONFIGS, REPO, TEST_DATA
 from mmengine.config import Config
+from mmpretrain.registry import MODELS
 
 import dmt_mm.models  # noqa: F401  (registers DMTViT, DMT, teachers)
-from conftest import CONFIGS, REPO, TEST_DATA
 from dmt_mm import analysis as B
 from dmt_mm.analysis import count_flops, dmt_flops, mmengine_flops
 from dmt_mm.analysis.variants import _autocast_disabled
-from mmpretrain.registry import MODELS
 
 DMT_CONFIG = CONFIGS / 'dmt' / 'dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py'
 TOOLS = REPO / 'tools' / 'analysis_tools'

@@ -7,11 +7,16 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import CONFIGS, TOOLS, run_tool
 
-from dmt_mm.analysis.cka import (block_features, build_dmt, cka_matrix, linear_cka,
-                                 model_block_features, spaced_blocks)
+from dmt_mm.analysis.cka import (
+    block_features,
+    build_dmt,
+    cka_matrix,
+    linear_cka,
+    model_block_features,
+    spaced_blocks,
+)
 
 TOY = CONFIGS / 'toy' / 'dmt_vit-toy-p16_dinov2-clip-sam-toy_1xb16-40it_toyworld.py'
 

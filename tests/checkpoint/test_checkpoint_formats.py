@@ -9,12 +9,14 @@ import argparse
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import TOOLS, run_tool, tool_env
 
 from dmt_mm.checkpoint import safe_torch_load
-from dmt_mm.checkpoint.formats import (CheckpointFormatError, convert_vit_state_dict,
-                                       load_vit_weights)
+from dmt_mm.checkpoint.formats import (
+    CheckpointFormatError,
+    convert_vit_state_dict,
+    load_vit_weights,
+)
 from dmt_mm.models.backbones import DMTViT
 from dmt_mm.models.teachers import FrozenViTTeacher
 

@@ -6,12 +6,11 @@ import io
 
 import pytest
 import torch
+from conftest import CONFIGS, TOOLS, run_tool
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
-
-from conftest import CONFIGS, TOOLS, run_tool
 
 from dmt_mm.checkpoint import AtomicLocalBackend, safe_torch_load
 from dmt_mm.checkpoint.formats import CheckpointFormatError

@@ -9,17 +9,21 @@ import argparse
 
 import pytest
 import torch
-from mmengine.config import Config
-
 from conftest import CONFIGS
+from mmengine.config import Config
 from test_checkpoint_formats import ARCH, DIM, IMG, PATCH, reference_forward, timm_vit
 
+from dmt_mm.checkpoint import is_signed, safe_torch_load
+from dmt_mm.checkpoint.export import (
+    ExportError,
+    export_algorithm_checkpoint,
+    official_checkpoint,
+    save_official,
+    to_official_names,
+)
+from dmt_mm.checkpoint.formats import convert_vit_state_dict, load_vit_weights
 from dmt_mm.models.backbones import DMTViT
 from dmt_mm.models.teachers import FrozenViTTeacher
-from dmt_mm.checkpoint import is_signed, safe_torch_load
-from dmt_mm.checkpoint.export import (ExportError, export_algorithm_checkpoint,
-                                      official_checkpoint, save_official, to_official_names)
-from dmt_mm.checkpoint.formats import convert_vit_state_dict, load_vit_weights
 
 PIPELINE = CONFIGS / 'toy' / 'pipeline'
 
@@ -143,10 +147,11 @@ def test_mae_decoder_gets_mae_names():
 
 
 def build_teacher_algorithm(config_name):
-    import dmt_mm.datasets.toy_cls  # noqa: F401  (registers, as the config imports)
-    import dmt_mm.models  # noqa: F401
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+
+    import dmt_mm.datasets.toy_cls  # noqa: F401  (registers, as the config imports)
+    import dmt_mm.models  # noqa: F401
     cfg = Config.fromfile(str(PIPELINE / config_name))
     init_default_scope('mmpretrain')
     torch.manual_seed(0)

@@ -2,7 +2,6 @@
 (T / S / B) against the reference tables transcribed from open-mmlab/mmpretrain's MAE
 benchmarks, through the protocol cards (tests/protocols.py)."""
 import pytest
-
 from protocols import check_protocol
 
 
@@ -18,9 +17,8 @@ def test_collect_results_names_the_protocol_of_each_number(tmp_path):
     from one) -> the table's notes name the protocol and its card."""
     import json
 
-    from mmengine.config import Config
-
     from conftest import CONFIGS, TOOLS, run_tool
+    from mmengine.config import Config
     runs = {'cls': ('classification', 'dmt-vit-tiny-p16_8xb2048-linear-coslr-90e_in1k.py',
                     {'accuracy/top1': 70.0}),
             'seg': ('mmseg', 'upernet_dmt-vit-tiny-p16-f2p-ibot_4xb4-amp-160k_ade20k-512x512.py',

@@ -5,7 +5,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import CONFIGS, TOOLS, run_tool
 
 pytestmark = pytest.mark.slow  # end-to-end training runs through tools/*.py
@@ -37,8 +36,8 @@ def test_toy_finetune_learns_far_above_chance_and_lr0(small_toy_world, tmp_path)
 def test_toy_linear_probe_trains_only_the_head(small_toy_world, tmp_path):
     """Starts from a student checkpoint; the epoch-1 and epoch-2 checkpoints hold exactly the
     student, while the head differs between them."""
-    from dmt_mm.models.backbones.dmt_vit import DMTViT
     from dmt_mm.checkpoint.loading import safe_torch_load
+    from dmt_mm.models.backbones.dmt_vit import DMTViT
     torch.manual_seed(0)
     student = DMTViT(arch=dict(embed_dims=64, num_layers=4, num_heads=2,
                                feedforward_channels=128), img_size=64, patch_size=16)

@@ -5,10 +5,9 @@ import copy
 
 import pytest
 import torch
+from conftest import CONFIGS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-
-from conftest import CONFIGS
 
 CLS = CONFIGS / 'benchmarks' / 'classification'
 WIDTHS = {'tiny': 192, 'small': 384, 'base': 768}
@@ -28,9 +27,9 @@ def finetune_config(arch):
 def build_classifier(cfg, checkpoint=None):
     """The model as the Runner builds it (the top-level data_preprocessor included)."""
     import mmpretrain.models  # noqa: F401
+    from mmpretrain.registry import MODELS
 
     import dmt_mm.models  # noqa: F401
-    from mmpretrain.registry import MODELS
     init_default_scope('mmpretrain')
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.get('data_preprocessor')))
@@ -89,9 +88,9 @@ def test_linear_probe_recipe_freezes_every_student_parameter(arch):
     assert cfg.auto_scale_lr.base_batch_size == cfg.train_dataloader.batch_size * 8 == 16384
     with torch.device('meta'):
         import mmpretrain.models  # noqa: F401
+        from mmpretrain.registry import MODELS
 
         import dmt_mm.models  # noqa: F401
-        from mmpretrain.registry import MODELS
         init_default_scope('mmpretrain')
         model = MODELS.build(cfg.model)
     assert model.backbone.embed_dims == WIDTHS[arch]

@@ -3,17 +3,17 @@ RandomResizedCrop for the same random state, the images of LoadImageFromFile +
 RandomResizedCrop up to resampling details, DCT-scaled decoding only where the crop allows
 it, the robust-loading policy, and the GPU-decode path (run on CPU here) against the CPU
 path."""
+import mmpretrain.datasets  # noqa: F401
 import numpy as np
 import pytest
 import torch
+from conftest import TEST_DATA, shared_data
 from mmengine.registry import init_default_scope
+from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 
-import mmpretrain.datasets  # noqa: F401
-from conftest import TEST_DATA, shared_data
 from dmt_mm.datasets.fast_decode import JpegDecodeDataPreprocessor, dct_scale
 from dmt_mm.errors import DataError
-from mmpretrain.registry import TRANSFORMS
 
 COCO_JPEG = TEST_DATA / 'coco_real_mini' / 'images' / '000000000785.jpg'
 CROP = dict(scale=224, crop_ratio_range=(0.2, 1.0), interpolation='bicubic')
@@ -111,7 +111,8 @@ def test_gpu_decode_path_gives_the_cpu_path_batch():
     from mmengine.dataset import default_collate, pseudo_collate
     from mmpretrain.models.utils import SelfSupDataPreprocessor
     norm = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
-    gpu_side = [fused(gpu_decode=True, flip_prob=0.5), TRANSFORMS.build(dict(type='PackJpegInputs'))]
+    gpu_side = [fused(gpu_decode=True, flip_prob=0.5),
+                TRANSFORMS.build(dict(type='PackJpegInputs'))]
     cpu_side = [fused(), TRANSFORMS.build(dict(type='RandomFlip', prob=0.0)),
                 TRANSFORMS.build(dict(type='PackInputs'))]
 
@@ -143,11 +144,15 @@ def test_data_loader_rate_is_measured_through_one_worker_for_both_pipelines():
     """The tool's per-worker measurement runs the config's own data loader (launch defaults
     applied: per-sample seeding, robust loading) in one worker process, for the shipped
     pipeline and for mmpretrain's reference spelled out from it."""
+    from conftest import CONFIGS
     from mmengine.config import Config
 
-    from conftest import CONFIGS
-    from dmt_mm.analysis.data_throughput import (loader_throughput, reference_pipeline,
-                                                 train_pipeline, with_train_pipeline)
+    from dmt_mm.analysis.data_throughput import (
+        loader_throughput,
+        reference_pipeline,
+        train_pipeline,
+        with_train_pipeline,
+    )
     cfg = Config.fromfile(str(CONFIGS / 'dmt' /
                               'dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py'))
     ref = reference_pipeline(train_pipeline(cfg))

@@ -9,8 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from dmt_mm.datasets.toy_world import (CLASSES, COLOURS, FACTORS, ToyWorldSpec, depth_orders,
-                                       generate_toy_world)
+from dmt_mm.datasets.toy_world import (
+    CLASSES,
+    COLOURS,
+    FACTORS,
+    ToyWorldSpec,
+    depth_orders,
+    generate_toy_world,
+)
 
 SPEC = ToyWorldSpec(version=2, num_train=12, num_val=4, max_objects=5, cls_per_class_train=8,
                     cls_per_class_val=2)
@@ -104,11 +110,11 @@ def test_colour_is_drawn_independently_of_the_category(tmp_path):
 
 def test_datasets_read_a_factor(world):
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import DATASETS as CLS
+    from mmseg.registry import DATASETS as SEG
 
     import dmt_mm.datasets.toy_cls  # noqa: F401
     import dmt_mm.datasets.toy_seg  # noqa: F401
-    from mmpretrain.registry import DATASETS as CLS
-    from mmseg.registry import DATASETS as SEG
     init_default_scope('mmpretrain')
     colour = CLS.build(dict(type='ToyWorldImageFolder', data_root=str(world),
                             data_prefix='cls/val', factor='colour', pipeline=[]))
@@ -129,9 +135,9 @@ def test_datasets_read_a_factor(world):
 
 def test_a_factor_of_a_version_1_world_is_refused(tmp_path):
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import DATASETS
 
     import dmt_mm.datasets.toy_cls  # noqa: F401
-    from mmpretrain.registry import DATASETS
     root = tmp_path / 'v1'
     generate_toy_world(str(root), ToyWorldSpec(num_train=2, num_val=1, cls_per_class_train=1,
                                                cls_per_class_val=1))

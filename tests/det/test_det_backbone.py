@@ -16,6 +16,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import CONFIGS, rel
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -23,7 +24,6 @@ import dmt_mm.det  # noqa: F401  (registers SimpleFPN)
 import dmt_mm.engine  # noqa: F401  (safe checkpoint loader)
 import dmt_mm.models  # noqa: F401
 from dmt_mm.models.backbones.dmt_vit import DMTViT
-from conftest import CONFIGS, rel
 
 BENCH = sorted((CONFIGS / 'benchmarks' / 'mmdet').glob('*.py'))
 TINY_ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)

@@ -19,15 +19,15 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import CONFIGS, SHARED_DATA, TEST_DATA
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from protocols import check_protocol
 
 import dmt_mm.det  # noqa: F401  (registers SimpleFPN)
 import dmt_mm.engine  # noqa: F401  (safe checkpoint loader)
 import dmt_mm.models  # noqa: F401
-from conftest import CONFIGS, SHARED_DATA, TEST_DATA
 from dmt_mm.models.backbones.dmt_vit import DMTViT
-from protocols import check_protocol
 
 MMDET = CONFIGS / 'benchmarks' / 'mmdet'
 

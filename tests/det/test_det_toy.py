@@ -11,9 +11,9 @@ shared by the tests of this file:
 import json
 
 import pytest
-
 from conftest import CONFIGS, TOOLS, run_tool
-from test_det_coco import pycocotools_stats, read_scalars as scalars
+from test_det_coco import pycocotools_stats
+from test_det_coco import read_scalars as scalars
 
 pytestmark = pytest.mark.slow  # end-to-end training runs through tools/*.py
 

@@ -7,16 +7,16 @@ import importlib.util
 import pytest
 import torch
 import torch._dynamo
+from conftest import CONFIGS, REPO
 from mmengine.config import Config
+from mmpretrain.registry import MODELS
 from torch.overrides import TorchFunctionMode
 
 import dmt_mm.models  # noqa: F401
 import dmt_mm.optim  # noqa: F401
-from conftest import CONFIGS, REPO
 from dmt_mm import analysis as A
 from dmt_mm.engine.launch import load_config
 from dmt_mm.models.teachers.execution import TeacherExecution, check_fp8_device
-from mmpretrain.registry import MODELS
 
 DMT_CONFIGS = sorted((CONFIGS / 'dmt').glob('*.py'))
 S100 = CONFIGS / 'dmt' / 'dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k.py'

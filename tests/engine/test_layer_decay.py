@@ -7,6 +7,7 @@ the position embedding and 1-D parameters when the config says so.
 """
 import pytest
 import torch
+from conftest import CONFIGS
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
@@ -14,7 +15,6 @@ from mmengine.registry import init_default_scope
 import dmt_mm.det  # noqa: F401
 import dmt_mm.engine  # noqa: F401
 import dmt_mm.models  # noqa: F401
-from conftest import CONFIGS
 
 DECAY, LR, WD = 0.8, 1e-3, 0.05
 VIT = dict(type='mmpretrain.DMTViT',

@@ -14,13 +14,21 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import CONFIGS, TOOLS, free_port, run_tool, tool_env
 
-from conftest import CONFIGS, REPO, TOOLS, free_port, run_tool, tool_env
-
-from dmt_mm.checkpoint import (TRUST_ENV, AtomicLocalBackend, CorruptCheckpointError,
-                               DiskFullError, UntrustedCheckpointError, atomic_write,
-                               find_resume_checkpoint, is_signed, remove_stale_partials,
-                               safe_torch_load, write_signature)
+from dmt_mm.checkpoint import (
+    TRUST_ENV,
+    AtomicLocalBackend,
+    CorruptCheckpointError,
+    DiskFullError,
+    UntrustedCheckpointError,
+    atomic_write,
+    find_resume_checkpoint,
+    is_signed,
+    remove_stale_partials,
+    safe_torch_load,
+    write_signature,
+)
 from dmt_mm.errors import ConfigError, DataError
 
 TOY = CONFIGS / 'toy'
@@ -107,7 +115,7 @@ def test_sigkill_during_save_never_leaves_a_truncated_checkpoint(tmp_path):
         '    b.put(buf.getvalue(), %r); i += 1\n') % str(tmp_path / 'ckpt.pth')
     rng = np.random.default_rng(0)
     target = tmp_path / 'ckpt.pth'
-    for attempt in range(3):
+    for _ in range(3):
         proc = subprocess.Popen([sys.executable, '-c', code], env=tool_env())
         deadline = time.time() + 120
         while not (target.exists() and (tmp_path / 'ckpt.pth.sig').exists()):
@@ -308,9 +316,14 @@ SHIPPED = sorted(p for p in CONFIGS.rglob('*.py') if '_base_' not in p.parts)
 
 
 def _defaulted(path, launcher='none'):
-    from dmt_mm.engine.defaults import (add_distributed_defaults, add_input_protections,
-                                        add_runner_hooks, add_training_defaults,
-                                        reliability_options, resolve_seed)
+    from dmt_mm.engine.defaults import (
+        add_distributed_defaults,
+        add_input_protections,
+        add_runner_hooks,
+        add_training_defaults,
+        reliability_options,
+        resolve_seed,
+    )
     from dmt_mm.engine.launch import load_config
     cfg = load_config(str(path), launcher=launcher)
     opts = reliability_options(cfg)
@@ -338,7 +351,8 @@ def test_every_shipped_config_gets_the_protections(path):
         assert hook in hooks, hook
     assert cfg.randomness.seed is not None
     assert cfg.sync_bn == 'torch' and cfg.model_wrapper_cfg.type == 'EquivalentDDP'
-    # off where the config compiles (tests/engine/test_compile_and_amp.py: those forwards draw nothing)
+    # off where the config compiles (tests/engine/test_compile_and_amp.py: those forwards draw
+    # nothing)
     assert cfg.model_wrapper_cfg.per_sample_randomness is not bool(cfg.get('compile'))
     if cfg.get('train_dataloader'):
         assert cfg.train_dataloader.sampler.type == 'PerSampleSeedSampler'

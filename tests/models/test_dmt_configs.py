@@ -3,9 +3,8 @@
 baselines, and teacher checkpoints / data root as config fields. Building every config is
 tests/test_configs.py's job; here the values are checked (config parsing only, no models)."""
 import pytest
-from mmengine.config import Config
-
 from conftest import CONFIGS
+from mmengine.config import Config
 
 DMT = CONFIGS / 'dmt'
 MAIN = {(arch, ep): DMT / f'dmt_vit-{arch}-p16_mae-mocov3-ibot_8xb128-amp-coslr-{ep}e_in1k.py'

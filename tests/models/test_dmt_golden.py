@@ -6,11 +6,10 @@ import importlib.util
 
 import pytest
 import torch
+from conftest import CONFIGS, TEST_DATA
 from mmengine.config import Config
 from mmengine.runner.checkpoint import load_checkpoint
 from mmpretrain.registry import MODELS
-
-from conftest import CONFIGS, TEST_DATA
 
 import dmt_mm.engine  # noqa: F401  (safe checkpoint loader)
 import dmt_mm.models  # noqa: F401

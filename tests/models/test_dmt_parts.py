@@ -7,10 +7,18 @@ import pytest
 import torch
 
 import dmt_mm.models  # noqa: F401  (registers everything)
-from dmt_mm.models.losses import (CosineDistillLoss, MixedDistillLoss, MSEDistillLoss,
-                                  SmoothL1DistillLoss)
-from dmt_mm.models.target_norm import (EMAStdTargetNorm, PHISTargetNorm, build_target_norm,
-                                       hadamard_matrix)
+from dmt_mm.models.losses import (
+    CosineDistillLoss,
+    MixedDistillLoss,
+    MSEDistillLoss,
+    SmoothL1DistillLoss,
+)
+from dmt_mm.models.target_norm import (
+    EMAStdTargetNorm,
+    PHISTargetNorm,
+    build_target_norm,
+    hadamard_matrix,
+)
 
 
 def _smooth_l1(d, beta):

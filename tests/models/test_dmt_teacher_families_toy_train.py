@@ -6,9 +6,8 @@ file is loaded as its family, the checkpoint holds no teacher. A file of the wro
 stops the tool with one line naming the family to set."""
 import json
 
-import pytest
-
 import official_teachers as official
+import pytest
 from conftest import CONFIGS, TOOLS, run_tool
 
 pytestmark = pytest.mark.slow  # one 40-iteration training run through tools/train.py

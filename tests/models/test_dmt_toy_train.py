@@ -6,11 +6,10 @@ import json
 
 import pytest
 import torch
+from conftest import CONFIGS, TOOLS, run_tool
 from mmengine.config import Config
 from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
 from mmpretrain.registry import MODELS
-
-from conftest import CONFIGS, TOOLS, run_tool
 
 import dmt_mm.engine  # noqa: F401  (safe checkpoint loader)
 import dmt_mm.models  # noqa: F401

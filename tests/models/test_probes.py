@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import CONFIGS, TOOLS, run_tool, shared_data
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-
-from conftest import CONFIGS, TOOLS, run_tool, shared_data
 
 PROBES = CONFIGS / 'benchmarks' / 'probes'
 TOY_KNN = CONFIGS / 'toy' / 'knn_vit-toy-p16_k20-t0.07_toyworld-cls.py'
@@ -78,8 +77,9 @@ def test_knn_vote_equals_dinos_knn_classifier():
 
 def toy_knn_model(**kwargs):
     """The toy k-NN config's model, with ``kwargs`` merged (built in mmpretrain's scope)."""
-    import dmt_mm.models.probes  # noqa: F401
     from mmpretrain.registry import MODELS
+
+    import dmt_mm.models.probes  # noqa: F401
     cfg = Config.fromfile(str(TOY_KNN))
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.update(kwargs)
@@ -173,13 +173,12 @@ def test_knn_feature_cache_is_reused_only_for_the_same_weights(tmp_path):
 def test_knn_preprocessing_equals_dinos_transform():
     """The k-NN configs' pipeline + data preprocessor give DINO's tensors (torchvision
     Resize(256, bicubic), CenterCrop(224), ToTensor, Normalize) on the real PNG photos."""
+    import mmpretrain.datasets  # noqa: F401
     from mmengine.dataset import Compose
     from mmengine.registry import init_default_scope
+    from mmpretrain.models import ClsDataPreprocessor
     from PIL import Image
     from torchvision import transforms as T
-
-    import mmpretrain.datasets  # noqa: F401
-    from mmpretrain.models import ClsDataPreprocessor
     init_default_scope('mmpretrain')
     cfg = Config.fromfile(str(PROBES / 'knn_dmt-vit-small-p16_k20-t0.07_in1k.py'))
     pipeline = Compose(copy.deepcopy(cfg.test_dataloader.dataset.pipeline))
@@ -199,9 +198,10 @@ def test_knn_preprocessing_equals_dinos_transform():
 
 
 def test_bn_linear_head_is_batchnorm_then_1x1_conv():
-    import dmt_mm.seg  # noqa: F401
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
+
+    import dmt_mm.seg  # noqa: F401
     init_default_scope('mmseg')
     torch.manual_seed(0)
     head = MODELS.build(dict(type='BNLinearHead', in_channels=[8, 8], in_index=[0, 1],
@@ -230,8 +230,8 @@ def test_bn_linear_head_is_batchnorm_then_1x1_conv():
 
 
 def random_student(path, arch=TOY_ARCH, img_size=64, seed=0):
-    from dmt_mm.models.backbones import DMTViT
     from dmt_mm.checkpoint.formats import save_backbone_checkpoint
+    from dmt_mm.models.backbones import DMTViT
     torch.manual_seed(seed)
     vit = DMTViT(arch=arch, img_size=img_size, patch_size=16)
     vit.init_weights()

@@ -13,11 +13,11 @@ Wrong files are refused in one line that names the fix.
 """
 import math
 
+import official_teachers as official
 import pytest
 import torch
 import torch.nn as nn
 
-import official_teachers as official
 from dmt_mm.checkpoint.formats import CheckpointFormatError, dinov2_resize_pos_embed
 from dmt_mm.models.teachers import FrozenViTTeacher, TimmTeacher
 from dmt_mm.models.teachers.base import IMAGENET_MEAN, IMAGENET_STD

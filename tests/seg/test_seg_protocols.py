@@ -14,13 +14,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import CONFIGS, SHARED_DATA
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from protocols import check_protocol
 
 import dmt_mm.models  # noqa: F401
-from conftest import CONFIGS, SHARED_DATA
 from dmt_mm.models.backbones.dmt_vit import DMTViT
-from protocols import check_protocol
 
 SEG = CONFIGS / 'benchmarks' / 'mmseg'
 

@@ -5,7 +5,6 @@ import json
 import socket
 
 import pytest
-
 from conftest import CONFIGS, TOOLS, run_tool
 
 pytestmark = pytest.mark.slow  # end-to-end training runs through tools/*.py

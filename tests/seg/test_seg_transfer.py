@@ -10,10 +10,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from conftest import CONFIGS, shared_data
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-
-from conftest import CONFIGS, shared_data
 
 SEG = CONFIGS / 'benchmarks' / 'mmseg'
 WIDTHS = {'tiny': 192, 'small': 384, 'base': 768}

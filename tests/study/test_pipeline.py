@@ -10,11 +10,18 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import CONFIGS, TOOLS, run_tool
 
-from dmt_mm.study.results import (ResultsError, Run, aggregate, build_results,
-                                  check_row_values, collect_runs, pretrain_seconds, task_values)
+from dmt_mm.study.results import (
+    ResultsError,
+    Run,
+    aggregate,
+    build_results,
+    check_row_values,
+    collect_runs,
+    pretrain_seconds,
+    task_values,
+)
 from dmt_mm.study.runner import MARKER, StageError, StageRunner, command, read_marker
 from dmt_mm.study.runner import Stage as S
 from dmt_mm.study.study import Study, StudyOptions
@@ -205,10 +212,10 @@ def test_pca_rgb_recovers_a_two_part_image():
 @pytest.mark.slow
 def test_visualize_features_tool(tmp_path):
     """An official-layout teacher file and a student file -> one PNG, one column each."""
+    from dmt_mm.checkpoint.export import official_checkpoint, save_official
+    from dmt_mm.checkpoint.formats import save_backbone_checkpoint
     from dmt_mm.models.backbones import DMTViT
     from dmt_mm.study.features import default_images
-    from dmt_mm.checkpoint.formats import save_backbone_checkpoint
-    from dmt_mm.checkpoint.export import official_checkpoint, save_official
     arch = dict(embed_dims=48, num_layers=2, num_heads=3, feedforward_channels=96)
     torch.manual_seed(0)
     teacher = DMTViT(arch=arch, img_size=32, patch_size=8)
@@ -344,8 +351,14 @@ def test_default_lengths_are_the_configs_own():
     `tools/train.py <pipeline config>` by hand reproduces a stage."""
     from mmengine.config import Config
 
-    from dmt_mm.study.study import (CONTROLLED_METHODS, CONTROLLED_TEACHERS, METHODS, PROFILES,
-                                    TASKS, TEACHERS)
+    from dmt_mm.study.study import (
+        CONTROLLED_METHODS,
+        CONTROLLED_TEACHERS,
+        METHODS,
+        PROFILES,
+        TASKS,
+        TEACHERS,
+    )
     lengths = PROFILES['default']
 
     def cfg(name):
@@ -380,8 +393,9 @@ def test_config_digest_follows_local_bases(tmp_path):
 
 # ---------------------------------------------------------------- parallel stages, options
 def _timed(root, name, seconds, deps=(), fail=False):
+    out = str(osp.join(root, name, 't.json'))
     code = (f'import time, json; t = time.time(); time.sleep({seconds}); '
-            f'open({str(osp.join(root, name, "t.json"))!r}, "w").write(json.dumps([t, time.time()]))'
+            f'open({out!r}, "w").write(json.dumps([t, time.time()]))'
             + ('; raise SystemExit(2)' if fail else ''))
     return S(name, name, [command([PY, '-c', code])], deps=list(deps), outputs=['t.json'])
 

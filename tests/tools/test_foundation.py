@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import CONFIGS, REPO, TOOLS, free_port, run_tool, tool_env
 
 from dmt_mm.version_check import REQUIRED, StackVersionError, check_mmcv_ops, check_versions
@@ -66,14 +65,14 @@ def test_missing_mmcv_ops_message(monkeypatch):
 
 # --- registration ----------------------------------------------------------------------------
 def test_student_backbone_reachable_from_every_scope():
-    import dmt_mm.det  # noqa: F401
-    import dmt_mm.engine  # noqa: F401
-    import dmt_mm.models  # noqa: F401
     from mmdet.registry import MODELS as DET_MODELS
     from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
     from mmseg.registry import MODELS as SEG_MODELS
 
+    import dmt_mm.det  # noqa: F401
+    import dmt_mm.engine  # noqa: F401
+    import dmt_mm.models  # noqa: F401
     from dmt_mm.models.backbones import DMTViT
     assert PRETRAIN_MODELS.get('DMTViT') is DMTViT
     assert DET_MODELS.get('mmpretrain.DMTViT') is DMTViT
@@ -84,6 +83,7 @@ def test_student_backbone_reachable_from_every_scope():
 
 def test_vit_arch_aliases_are_the_real_vit_sizes():
     import torch
+
     from dmt_mm.models.backbones import DMTViT
     with torch.device('meta'):
         counts = {a: sum(p.numel() for p in DMTViT(arch=a).parameters())

@@ -235,7 +235,8 @@ def main(argv=None):
               f'dtype {shipped["config_settings"]["amp_dtype"]}, compile '
               f'{shipped["config_settings"]["compile"]}): end to end with the data loader '
               f'({shipped["config_settings"]["num_workers"]} workers) '
-              f'{e2e or 0:.1f} images/s, data wait {1000 * (shipped["data_wait_s_median"] or 0):.1f}'
+              f'{e2e or 0:.1f} images/s, data wait '
+              f'{1000 * (shipped["data_wait_s_median"] or 0):.1f}'
               f' ms/iteration; model step {step["images_per_s"]:.1f} images/s'
               + (f', MFU {100 * step["mfu"]:.1f}%' if step.get('mfu') is not None else '')
               + (f'  [{"; ".join(shipped["notes"])}]' if shipped['notes'] else ''), flush=True)

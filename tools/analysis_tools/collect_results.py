@@ -7,7 +7,7 @@
     python tools/analysis_tools/collect_results.py \
         --run DMT pretrain work_dirs/dmt_vit-small-p16_mae-mocov3-ibot_8xb128-amp-coslr-100e_in1k \
         --run DMT cls work_dirs/dmt-vit-small-p16_8xb128-coslr-200e_in1k \
-        --run DMT det work_dirs/cascade-mask-rcnn_dmt-vit-small-p16-f2p-fpn_..._8xb4-amp-ms-crop-1x_coco \
+        --run DMT det work_dirs/cascade-mask-rcnn_dmt-vit-small-p16-f2p-fpn_..._coco \
         --run DMT seg work_dirs/upernet_dmt-vit-small-p16-f2p_8xb2-amp-160k_ade20k-512x512 \
         --out-dir work_dirs/results --plots
 
@@ -31,8 +31,13 @@ import os
 import os.path as osp
 
 from dmt_mm.study.report import runs_from_args, write_report
-from dmt_mm.study.results import (PROBE_TASKS, TRANSFER_TASKS, ResultsError, load_manifest,
-                                  split_task)
+from dmt_mm.study.results import (
+    PROBE_TASKS,
+    TRANSFER_TASKS,
+    ResultsError,
+    load_manifest,
+    split_task,
+)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BENCHMARKS = {osp.basename(p) for p in glob.glob(

@@ -14,9 +14,13 @@ import argparse
 import os.path as osp
 
 from dmt_mm.checkpoint import safe_torch_load
-from dmt_mm.checkpoint.formats import (CheckpointFormatError, describe_vit,
-                                       save_backbone_checkpoint, summarise_keys,
-                                       validate_backbone)
+from dmt_mm.checkpoint.formats import (
+    CheckpointFormatError,
+    describe_vit,
+    save_backbone_checkpoint,
+    summarise_keys,
+    validate_backbone,
+)
 from dmt_mm.errors import run_tool_main
 from dmt_mm.models.backbones import DMTViT
 

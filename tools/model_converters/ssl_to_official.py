@@ -10,8 +10,13 @@ through the same weights-only path as the real teachers.
 import argparse
 
 from dmt_mm.checkpoint import safe_torch_load
-from dmt_mm.checkpoint.export import (ALGORITHM_LAYOUTS, OFFICIAL_FORMATS, ExportError,
-                                      export_algorithm_checkpoint, save_official)
+from dmt_mm.checkpoint.export import (
+    ALGORITHM_LAYOUTS,
+    OFFICIAL_FORMATS,
+    ExportError,
+    export_algorithm_checkpoint,
+    save_official,
+)
 from dmt_mm.errors import run_tool_main
 
 

@@ -161,7 +161,8 @@ class DMT(BaseSelfSupervisor):
             else:
                 lines.append(f'unknown key `{key}`')
         raise ValueError('DMT: ' + '; '.join(lines) + '. Valid keys: backbone, target_generator, '
-                         'head, neck, mask_ratio, mask_loss_on, compile_tail, data_preprocessor, init_cfg '
+                         'head, neck, mask_ratio, mask_loss_on, compile_tail, data_preprocessor, '
+                         'init_cfg '
                          '(config layout: docs/dmt.md)')
 
     def _build_neck(self, neck):

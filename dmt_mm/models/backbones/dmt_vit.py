@@ -30,12 +30,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 from mmengine.logging import print_log
 from mmengine.utils import to_2tuple
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
+from torch.utils.checkpoint import checkpoint
 
 # ViT-T/16 and ViT-S/16 are mmpretrain's 'deit-tiny' / 'deit-small'; its 'small' arch is a
 # different, 768-wide 8-block model. These aliases say what users mean.

@@ -1,5 +1,10 @@
-from .distill_losses import (CosineDistillLoss, MixedDistillLoss, MSEDistillLoss,
-                             SmoothL1DistillLoss, TokenDistillLoss)
+from .distill_losses import (
+                             CosineDistillLoss,
+                             MixedDistillLoss,
+                             MSEDistillLoss,
+                             SmoothL1DistillLoss,
+                             TokenDistillLoss,
+)
 
 __all__ = ['TokenDistillLoss', 'SmoothL1DistillLoss', 'MSEDistillLoss', 'CosineDistillLoss',
            'MixedDistillLoss']

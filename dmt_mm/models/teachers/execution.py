@@ -101,8 +101,11 @@ def convert_linears_to_fp8(vit: torch.nn.Module) -> int:
     (bf16 compute dtype, dynamic per-row activation and per-row weight scales); returns how
     many layers were converted."""
     try:
-        from torchao.quantization import (Float8DynamicActivationFloat8WeightConfig, PerRow,
-                                          quantize_)
+        from torchao.quantization import (
+            Float8DynamicActivationFloat8WeightConfig,
+            PerRow,
+            quantize_,
+        )
     except ImportError as exc:
         raise RuntimeError(
             'target_generator.teacher_execution.fp8=True needs torchao (pip install torchao, '

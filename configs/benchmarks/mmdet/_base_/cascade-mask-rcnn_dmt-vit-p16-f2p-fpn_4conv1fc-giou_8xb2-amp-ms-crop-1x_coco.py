@@ -10,7 +10,8 @@
 # steps at 8 and 11, 500-iteration warm-up), 8 GPUs, AdamW lr 1e-4 wd 0.05, fp16 AMP. The
 # per-size values (images per GPU, layer decay, drop path, position-table canvas) are set by
 # the arch configs beside this folder, with the student checkpoint.
-_base_ = 'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
+_base_ = ('mmdet::convnext/'
+          'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py')
 custom_imports = dict(imports=['dmt_mm.models', 'dmt_mm.det', 'dmt_mm.engine'],
                       allow_failed_imports=False)
 protocol = dict(name='coco-ibot', card='docs/protocols/coco_ibot.md',
