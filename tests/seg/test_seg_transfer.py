@@ -194,7 +194,7 @@ def gloo_group(tmp_path):
 def test_sync_bn_fallback_ddp_on_cpu_process_group(gloo_group):
     from mmengine.model import MMDistributedDataParallel
 
-    from dmt_mm.seg import SyncBNFallbackDDP
+    from dmt_mm.engine.sync_bn import SyncBNFallbackDDP
     with pytest.raises(ValueError, match='SyncBatchNorm layers only work with GPU'):
         MMDistributedDataParallel(_bn_net(), device_ids=None)  # the crash being fixed
     net = _bn_net()
