@@ -24,6 +24,7 @@ import os.path as osp
 import sys
 import time
 
+from dmt_mm.errors import run_tool_main
 from dmt_mm.study.runner import StageError, read_marker
 from dmt_mm.study.study import CONTROLLED_METHODS, METHODS, PROFILES, Study, StudyOptions
 
@@ -145,4 +146,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool_main(main))

@@ -125,4 +125,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from dmt_mm.errors import run_tool_main
+    run_tool_main(main)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from mmengine.config import Config, DictAction
 
 from dmt_mm import analysis as A
+from dmt_mm.errors import run_tool_main
 from dmt_mm.models.teachers.execution import TeacherExecution
 
 MODES = {'eager': dict(mode='eager'), 'compile': dict(mode='compile'),
@@ -149,4 +150,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool_main(main)

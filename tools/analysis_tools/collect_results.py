@@ -30,6 +30,7 @@ import glob
 import os
 import os.path as osp
 
+from dmt_mm.errors import run_tool_main
 from dmt_mm.study.report import runs_from_args, write_report
 from dmt_mm.study.results import (
     PROBE_TASKS,
@@ -123,4 +124,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool_main(main)

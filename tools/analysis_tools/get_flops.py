@@ -20,6 +20,7 @@ import torch
 from mmengine.config import Config, DictAction
 
 from dmt_mm import analysis as A
+from dmt_mm.errors import run_tool_main
 
 
 def parse_args(argv=None):
@@ -130,4 +131,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool_main(main)
