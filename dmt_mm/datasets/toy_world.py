@@ -69,8 +69,8 @@ def _shape_mask(kind, size, center, radius, angle):
         elif kind == 'triangle':
             pts = [(np.cos(a), np.sin(a)) for a in -np.pi / 2 + np.arange(3) * 2 * np.pi / 3]
         elif kind == 'star':
-            radius = [1.0 if i % 2 == 0 else 0.45 for i in range(10)]
-            pts = [(radius[i] * np.cos(a), radius[i] * np.sin(a))
+            tip = [1.0 if i % 2 == 0 else 0.45 for i in range(10)]  # outer, inner corners
+            pts = [(tip[i] * np.cos(a), tip[i] * np.sin(a))
                    for i, a in enumerate(-np.pi / 2 + np.arange(10) * np.pi / 5)]
         elif kind == 'cross':
             w = 0.35
