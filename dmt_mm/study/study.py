@@ -267,7 +267,7 @@ def write_random_student(config: str, seed: int, path: str) -> None:
     from mmpretrain.registry import MODELS
 
     import dmt_mm.models  # noqa: F401  (registers DMTViT)
-    from dmt_mm.checkpoint.formats import save_backbone_checkpoint
+    from dmt_mm.checkpoint.backbone import save_backbone_checkpoint
     torch.manual_seed(seed)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         backbone = MODELS.build(Config.fromfile(config).model.backbone)
@@ -378,8 +378,8 @@ class Study:
         train = self._train(self.config(teacher['config']), work_dir, options)
 
         def export(stage_dir, teacher=teacher, iters=iters):
+            from dmt_mm.checkpoint.backbone import save_backbone_checkpoint, validate_backbone
             from dmt_mm.checkpoint.export import export_algorithm_checkpoint, save_official
-            from dmt_mm.checkpoint.formats import save_backbone_checkpoint, validate_backbone
             from dmt_mm.checkpoint.loading import safe_torch_load
             ckpt = safe_torch_load(osp.join(stage_dir, f'iter_{iters}.pth'))
             if 'fmt' not in teacher:  # a controlled teacher: its ViT in mmpretrain layout

@@ -230,7 +230,7 @@ def test_bn_linear_head_is_batchnorm_then_1x1_conv():
 
 
 def random_student(path, arch=TOY_ARCH, img_size=64, seed=0):
-    from dmt_mm.checkpoint.formats import save_backbone_checkpoint
+    from dmt_mm.checkpoint.backbone import save_backbone_checkpoint
     from dmt_mm.models.backbones import DMTViT
     torch.manual_seed(seed)
     vit = DMTViT(arch=arch, img_size=img_size, patch_size=16)

@@ -212,8 +212,8 @@ def test_pca_rgb_recovers_a_two_part_image():
 @pytest.mark.slow
 def test_visualize_features_tool(tmp_path):
     """An official-layout teacher file and a student file -> one PNG, one column each."""
+    from dmt_mm.checkpoint.backbone import save_backbone_checkpoint
     from dmt_mm.checkpoint.export import official_checkpoint, save_official
-    from dmt_mm.checkpoint.formats import save_backbone_checkpoint
     from dmt_mm.models.backbones import DMTViT
     from dmt_mm.study.features import default_images
     arch = dict(embed_dims=48, num_layers=2, num_heads=3, feedforward_channels=96)
@@ -274,8 +274,8 @@ def test_quick_study_writes_every_artifact_with_numbers_in_range(quick_study):
 def test_quick_study_teachers_are_official_files_loaded_by_the_real_path(quick_study):
     """The teacher files have the official layouts, unsigned like downloads, and the DMT
     stage's log shows each loaded through checkpoint_format='auto'."""
-    from dmt_mm.checkpoint.formats import convert_vit_state_dict
     from dmt_mm.checkpoint.loading import is_signed, safe_torch_load
+    from dmt_mm.checkpoint.vit_layouts import convert_vit_state_dict
     root, _ = quick_study
     expected = {'teacher_mae/mae_pretrain_vit_toy.pth': ('mae', 'model'),
                 'teacher_mocov3/mocov3_vit-toy-p8.pth.tar': ('mocov3', 'state_dict'),
