@@ -24,8 +24,9 @@ import os.path as osp
 import sys
 import time
 
+from dmt_mm.study.design import CONTROLLED_METHODS, METHODS, PROFILES, StudyOptions
 from dmt_mm.study.runner import StageError, read_marker
-from dmt_mm.study.study import CONTROLLED_METHODS, METHODS, PROFILES, Study, StudyOptions
+from dmt_mm.study.study import Study
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

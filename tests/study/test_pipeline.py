@@ -12,19 +12,12 @@ import pytest
 import torch
 from conftest import CONFIGS, TOOLS, run_tool
 
-from dmt_mm.study.results import (
-    ResultsError,
-    Run,
-    aggregate,
-    build_results,
-    check_row_values,
-    collect_runs,
-    pretrain_seconds,
-    task_values,
-)
+from dmt_mm.study.design import StudyOptions
+from dmt_mm.study.results import Run, aggregate, build_results, check_row_values, collect_runs
 from dmt_mm.study.runner import MARKER, StageError, StageRunner, command, read_marker
 from dmt_mm.study.runner import Stage as S
-from dmt_mm.study.study import Study, StudyOptions
+from dmt_mm.study.study import Study
+from dmt_mm.study.work_dirs import ResultsError, pretrain_seconds, task_values
 
 STUDY_CONFIGS = CONFIGS / 'toy' / 'pipeline'
 
@@ -351,7 +344,7 @@ def test_default_lengths_are_the_configs_own():
     `tools/train.py <pipeline config>` by hand reproduces a stage."""
     from mmengine.config import Config
 
-    from dmt_mm.study.study import (
+    from dmt_mm.study.design import (
         CONTROLLED_METHODS,
         CONTROLLED_TEACHERS,
         METHODS,
@@ -424,7 +417,7 @@ def test_a_failure_lets_the_running_stage_finish_and_starts_nothing_new(tmp_path
 def test_controlled_study_plan():
     """--controlled: three teachers with known objectives, DMT from all three and from each,
     random init, and one dense linear probe per factor of every student and teacher."""
-    from dmt_mm.study.study import CONTROLLED_FACTORS
+    from dmt_mm.study.design import CONTROLLED_FACTORS
     study = Study(options(controlled=True, profile='quick', work_dir='w'))
     stages = {s.name: s for s in study.stages()}
     names = list(stages)
