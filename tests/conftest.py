@@ -1,4 +1,5 @@
-"""Shared test helpers: paths, the shared fixtures folder, running tools as subprocesses."""
+"""Shared test helpers: paths, the shared fixtures folder, running tools as subprocesses,
+starting a probe from a student file, comparing optimizers step for step."""
 import os
 import os.path as osp
 import socket
@@ -47,6 +48,46 @@ def run_tool(args, cwd, timeout=900, env=None, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f'{args} exited {proc.returncode}:\n{proc.stdout[-6000:]}')
     return proc
+
+
+def start_from_student(path):
+    """--cfg-options that start a toy config's backbone (``init_cfg=None``: from scratch)
+    from a student file in extract_student's format: the init_cfg is replaced, not merged."""
+    return ['model.backbone.init_cfg._delete_=True', 'model.backbone.init_cfg.type=Pretrained',
+            f'model.backbone.init_cfg.checkpoint={path}',
+            'model.backbone.init_cfg.prefix=backbone.']
+
+
+def student_kept_in(checkpoints, student):
+    """The state dicts of the ``checkpoints`` (paths) of a probe run, after checking that each
+    holds every tensor of ``student`` (``backbone.*`` keys) bit-identical."""
+    from dmt_mm.checkpoint.loading import safe_torch_load
+    saved = [safe_torch_load(str(path))['state_dict'] for path in checkpoints]
+    for state_dict in saved:
+        for key, value in student.items():
+            torch.testing.assert_close(state_dict[key], value, rtol=0, atol=0, msg=key)
+    return saved
+
+
+def assert_optimizers_update_alike(optimizers, params, steps=1):
+    """From the same start and with the same random gradients, ``steps`` steps of each
+    optimizer leave ``params`` bit-identical to the first optimizer's, and moved."""
+    start = [p.detach().clone() for p in params]
+    grads = [torch.randn_like(p) for p in params]
+    results = []
+    for opt in optimizers:
+        with torch.no_grad():
+            for p, s in zip(params, start):
+                p.copy_(s)
+        for _ in range(steps):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            opt.step()
+        results.append([p.detach().clone() for p in params])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert any(not torch.equal(a, s) for a, s in zip(results[0], start))
 
 
 def free_port():

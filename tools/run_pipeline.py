@@ -25,8 +25,9 @@ import sys
 import time
 
 from dmt_mm.errors import run_tool_main
+from dmt_mm.study.design import CONTROLLED_METHODS, METHODS, PROFILES, StudyOptions
 from dmt_mm.study.runner import StageError, read_marker
-from dmt_mm.study.study import CONTROLLED_METHODS, METHODS, PROFILES, Study, StudyOptions
+from dmt_mm.study.study import Study
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

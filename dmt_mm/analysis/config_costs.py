@@ -13,7 +13,6 @@ import math
 import os
 import re
 import statistics
-import time
 from typing import Dict, Optional
 
 import torch
@@ -126,26 +125,15 @@ def measure_config(config_path: str, data: Dict, device, iters=5, warmup=2,
     of one config on one device, data loading included."""
     import tempfile
 
-    from dmt_mm.engine.launch import build_runner, load_config
+    from dmt_mm.engine.launch import load_config
 
-    from .model_setup import quiet_mmengine_log
-    from .shipped import _iteration_clock
-    from .timing import peak_memory, reset_peak_memory
+    from .shipped import train_with_clock
     name = os.path.splitext(os.path.basename(config_path))[0]
     loaded = load_config(config_path)
     with tempfile.TemporaryDirectory() as tmp:
         cfg, notes = cost_config(loaded, data, os.path.join(tmp, 'work'), tmp, iters, warmup,
                                  device, batch_size, eager)
-        with quiet_mmengine_log():
-            runner = build_runner(cfg)
-        clock = _iteration_clock(device)
-        runner.register_hook(clock, priority='VERY_LOW')
-        reset_peak_memory(device)
-        t0 = time.perf_counter()
-        with quiet_mmengine_log():
-            runner.train()
-        wall = time.perf_counter() - t0
-        memory = peak_memory(device)
+        _, clock, wall, memory = train_with_clock(cfg, device)
     intervals = [b - a for a, b in zip(clock.stamps, clock.stamps[1:])]
     timed = intervals[warmup:] or intervals
     s_iter = statistics.median(timed)

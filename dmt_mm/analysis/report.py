@@ -42,6 +42,14 @@ def mfu(train_flops_per_image, images_per_s, peak_tflops) -> Optional[float]:
     return train_flops_per_image * images_per_s / (peak_tflops * 1e12)
 
 
+def _worker_rate_line(what: str, rate: Dict) -> str:
+    """One summary line of a one-worker data rate (the data pipeline alone, or the train
+    dataloader as tools/train.py builds it): both are measured and reported the same way."""
+    return (f'  - {what}: {rate["images_per_s_per_worker"]:.1f} images/s per worker (wall), '
+            f'{rate["images_per_cpu_s"]:.1f} per CPU-second; workers per GPU needed: '
+            f'{rate.get("workers_needed", "?")}')
+
+
 def markdown_summary(results: Sequence[Dict]) -> str:
     """A Markdown table of benchmark JSON results (what BENCHMARKS.md shows)."""
     rows = ['| run | variant | batch | images/s | step ms (median) | step CPU ms | TFLOP/s | MFU |'
@@ -95,15 +103,10 @@ def markdown_summary(results: Sequence[Dict]) -> str:
                 f'(compilation) {shipped["first_iteration_s"] or 0:.1f} s')
         loader = res.get('loader')
         if loader:
-            lines.append(f'  - train dataloader, one worker ({" -> ".join(loader["pipeline"])}):'
-                         f' {loader["images_per_s_per_worker"]:.1f} images/s wall, '
-                         f'{loader["images_per_cpu_s"]:.1f} per worker CPU-second; workers per '
-                         f'GPU needed: {loader.get("workers_needed", "?")}')
-        pipe = res.get('pipeline')
-        if pipe:
-            lines.append(f'  - data pipeline: {pipe["images_per_s_per_worker"]:.1f} images/s per '
-                         f'worker (wall), {pipe["images_per_cpu_s"]:.1f} per CPU-second; workers '
-                         f'per GPU needed: {pipe.get("workers_needed", "?")}')
+            lines.append(_worker_rate_line(
+                f'train dataloader, one worker ({" -> ".join(loader["pipeline"])})', loader))
+        if res.get('pipeline'):
+            lines.append(_worker_rate_line('data pipeline', res['pipeline']))
         flops = res.get('flops')
         if flops:
             lines.append(f'  - GFLOPs/image: train {flops["train"] / 1e9:.2f} (student '

@@ -40,6 +40,23 @@ def _iteration_clock(device):
     return IterationClock()
 
 
+def train_with_clock(cfg, device):
+    """Build the runner of ``cfg`` and train it (mmengine's log quiet) under an iteration
+    clock, peak memory counted from the start: (runner, clock, wall seconds of ``train()``,
+    peak memory). The one way the benchmarks time a real training run."""
+    from dmt_mm.engine.launch import build_runner
+    with quiet_mmengine_log():
+        runner = build_runner(cfg)
+    clock = _iteration_clock(device)
+    runner.register_hook(clock, priority='VERY_LOW')
+    reset_peak_memory(device)
+    t0 = time.perf_counter()
+    with quiet_mmengine_log():
+        runner.train()
+    wall = time.perf_counter() - t0
+    return runner, clock, wall, peak_memory(device)
+
+
 def shipped_runner_config(cfg, image_paths: Sequence[str], data_root: str, work_dir: str,
                           batch_size: int, iters: int, device) -> Dict:
     """The config as tools/train.py loads it, for ``iters`` iterations (one epoch) over
@@ -78,22 +95,12 @@ def measure_shipped(cfg, image_paths: Sequence[str], batch_size: int, device, it
     compiled ``train_step`` alone on a synthetic device batch. Returns the end-to-end and
     model-step rates, the data loader's share, the settings and the runner's model (its
     ``train_step`` restored to the uncompiled method) for the peers that follow."""
-    from dmt_mm.engine.launch import build_runner
     with tempfile.TemporaryDirectory() as tmp:
         run_cfg, notes = shipped_runner_config(cfg, image_paths, os.path.join(tmp, 'data'),
                                                os.path.join(tmp, 'work'), batch_size,
                                                warmup + iters, device)
-        with quiet_mmengine_log():
-            runner = build_runner(run_cfg)
-        clock = _iteration_clock(device)
-        runner.register_hook(clock, priority='VERY_LOW')
-        reset_peak_memory(device)
-        t0 = time.perf_counter()
-        with quiet_mmengine_log():
-            runner.train()
+        runner, clock, total_s, e2e_memory = train_with_clock(run_cfg, device)
         first_s = clock.stamps[1] - clock.stamps[0] if len(clock.stamps) > 1 else None
-        total_s = time.perf_counter() - t0
-        e2e_memory = peak_memory(device)
         intervals = [b - a for a, b in zip(clock.stamps, clock.stamps[1:])][warmup:]
         data_times = runner.message_hub.get_scalar('train/data_time').data[0]
         model, ow = runner.model, runner.optim_wrapper

@@ -1,6 +1,7 @@
 """Checkpoints: atomic signed writes (:mod:`.io`), safe reading and the choice of the
-checkpoint to resume from (:mod:`.loading`), the official teacher layouts
-(:mod:`.formats`) and the export back to them (:mod:`.export`).
+checkpoint to resume from (:mod:`.loading`), the official teacher layouts (:mod:`.formats`
+gathers :mod:`.vit_layouts`, :mod:`.teacher_layouts` and :mod:`.backbone`) and the export
+back to them (:mod:`.export`).
 
 Importing the package registers the atomic file backend and the safe local loader with
 mmengine. It depends on torch, mmengine and mmpretrain only, never on ``dmt_mm.models``

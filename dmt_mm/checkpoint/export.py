@@ -1,5 +1,5 @@
 """mmpretrain-layout ViT weights -> the checkpoint files the MAE / MoCo v3 / DINO / iBOT
-authors publish: the inverse of :mod:`dmt_mm.checkpoint.formats`.
+authors publish: the inverse of :mod:`dmt_mm.checkpoint.vit_layouts`.
 
 Why: the miniature study (``tools/run_pipeline.py``) pretrains its tiny teachers with
 mmpretrain's own algorithms and then saves each one *exactly* as the real teacher file is
@@ -32,8 +32,8 @@ import torch
 
 from dmt_mm.errors import UserError
 
-from .formats import _TIMM_RULES
 from .io import atomic_write
+from .vit_layouts import TIMM_RULES
 
 OFFICIAL_FORMATS = ('mae', 'mocov3', 'dino', 'ibot')
 
@@ -73,7 +73,7 @@ def _invert_rule(rule: 're.Pattern', repl: str):
     return re.compile(f'^{pattern}$'), template
 
 
-_INVERSE_RULES = [_invert_rule(rule, repl) for rule, repl in _TIMM_RULES]
+_INVERSE_RULES = [_invert_rule(rule, repl) for rule, repl in TIMM_RULES]
 
 
 def to_official_names(state_dict: Mapping[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':

@@ -38,8 +38,9 @@ def load_vit(path: str, fmt: str = 'auto', num_heads: Optional[int] = None,
     The number of attention heads is not stored in weights: pass ``num_heads`` (or a full
     ``arch``) unless the model follows the 64-dims-per-head convention.
     """
-    from dmt_mm.checkpoint.formats import convert_vit_state_dict, infer_vit_arch, load_vit_weights
+    from dmt_mm.checkpoint.backbone import infer_vit_arch
     from dmt_mm.checkpoint.loading import safe_torch_load
+    from dmt_mm.checkpoint.vit_layouts import convert_vit_state_dict, load_vit_weights
     from dmt_mm.models.backbones import DMTViT
     checkpoint = safe_torch_load(path)
     found = convert_vit_state_dict(checkpoint, fmt, use_momentum_encoder)

@@ -2,7 +2,7 @@
 import math
 from typing import Dict, Optional, Sequence
 
-from .results import train_records
+from .work_dirs import train_records
 
 
 def _pyplot():
@@ -83,8 +83,9 @@ def plot_results_figure(rows: Sequence[Dict], out_path: str, ncols: int = 4,
     """One panel per metric column of the results table (pretraining time excluded), one
     bar per method: the mean over seeds with its 95% t-interval (no interval for one
     seed); the seeds' own values as dots."""
-    from .results import column_header, table_keys
+    from .columns import column_header
     from .stats import t_interval
+    from .table import table_keys
     plt = _pyplot()
     keys = [k for k in table_keys(rows) if k != 'pretrain_s'
             and any(k in r['columns'] for r in rows)]

@@ -3,8 +3,10 @@ import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
+from .columns import split_task
 from .plots import loss_keys, plot_loss_panels, plot_results_figure
-from .results import Run, build_results, pretrain_seconds, split_task
+from .results import Run, build_results
+from .work_dirs import pretrain_seconds
 
 TRANSFER_TITLES = OrderedDict([('det', 'detection'), ('seg', 'segmentation'),
                                ('cls', 'classification'), ('linear', 'linear probe'),

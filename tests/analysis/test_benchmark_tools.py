@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 import torch
-from conftest import CONFIGS, REPO, TEST_DATA
+from conftest import CONFIGS, REPO, TEST_DATA, assert_optimizers_update_alike
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
@@ -137,20 +137,7 @@ def test_merged_param_groups_update_like_per_tensor_groups():
     assert len(merged.param_groups) == 2  # with and without weight decay
     merged_params = [p for g in merged.param_groups for p in g['params']]
     assert sorted(map(id, merged_params)) == sorted(map(id, params))
-    start = [p.detach().clone() for p in params]
-    grads = [torch.randn_like(p) for p in params]
-    results = []
-    for opt in (per_tensor, merged):
-        with torch.no_grad():
-            for p, s in zip(params, start):
-                p.copy_(s)
-        for p, g in zip(params, grads):
-            p.grad = g.clone()
-        opt.step()
-        results.append([p.detach().clone() for p in params])
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert any(not torch.equal(a, s) for a, s in zip(results[0], start))
+    assert_optimizers_update_alike((per_tensor, merged), params)
 
 
 def test_autocast_disabled_inside():

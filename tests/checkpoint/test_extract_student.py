@@ -13,7 +13,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
 
 from dmt_mm.checkpoint import AtomicLocalBackend, safe_torch_load
-from dmt_mm.checkpoint.formats import CheckpointFormatError
+from dmt_mm.checkpoint.format_errors import CheckpointFormatError
 from dmt_mm.models.backbones import DMTViT
 
 TOY_ARCH = dict(embed_dims=64, num_layers=4, num_heads=2, feedforward_channels=128)

@@ -1,5 +1,5 @@
 """Export to the official teacher layouts (dmt_mm.checkpoint.export) is the exact inverse
-of the loader (dmt_mm.checkpoint.formats).
+of the loader (dmt_mm.checkpoint.vit_layouts).
 
 The independent references: the hand-written official (timm) key set and functional ViT
 forward of tests/checkpoint/test_checkpoint_formats.py, and the real mmpretrain MAE / MoCo v3 / BYOL
@@ -21,7 +21,7 @@ from dmt_mm.checkpoint.export import (
     save_official,
     to_official_names,
 )
-from dmt_mm.checkpoint.formats import convert_vit_state_dict, load_vit_weights
+from dmt_mm.checkpoint.vit_layouts import convert_vit_state_dict, load_vit_weights
 from dmt_mm.models.backbones import DMTViT
 from dmt_mm.models.teachers import FrozenViTTeacher
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import CONFIGS, TOOLS, run_tool
+from conftest import CONFIGS, TOOLS, run_tool, start_from_student, student_kept_in
 
 pytestmark = pytest.mark.slow  # end-to-end training runs through tools/*.py
 
@@ -36,7 +36,6 @@ def test_toy_finetune_learns_far_above_chance_and_lr0(small_toy_world, tmp_path)
 def test_toy_linear_probe_trains_only_the_head(small_toy_world, tmp_path):
     """Starts from a student checkpoint; the epoch-1 and epoch-2 checkpoints hold exactly the
     student, while the head differs between them."""
-    from dmt_mm.checkpoint.loading import safe_torch_load
     from dmt_mm.models.backbones.dmt_vit import DMTViT
     torch.manual_seed(0)
     student = DMTViT(arch=dict(embed_dims=64, num_layers=4, num_heads=2,
@@ -45,15 +44,9 @@ def test_toy_linear_probe_trains_only_the_head(small_toy_world, tmp_path):
     torch.save({'state_dict': state}, tmp_path / 'student.pth')
     work_dir = tmp_path / 'linear'
     run_tool([TOOLS / 'train.py', LINEAR, '--work-dir', work_dir, '--cfg-options',
-              # the toy config starts from scratch (init_cfg=None): replace, not merge
-              'model.backbone.init_cfg._delete_=True', 'model.backbone.init_cfg.type=Pretrained',
-              f'model.backbone.init_cfg.checkpoint={tmp_path / "student.pth"}',
-              'model.backbone.init_cfg.prefix=backbone.', 'train_cfg.max_epochs=2',
+              *start_from_student(tmp_path / 'student.pth'), 'train_cfg.max_epochs=2',
               'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=2'],
              cwd=small_toy_world, env=ENV)
-    epochs = [safe_torch_load(str(work_dir / f'epoch_{e}.pth'))['state_dict'] for e in (1, 2)]
-    for saved in epochs:
-        for key, value in state.items():
-            torch.testing.assert_close(saved[key], value, rtol=0, atol=0, msg=key)
+    epochs = student_kept_in([work_dir / f'epoch_{e}.pth' for e in (1, 2)], state)
     assert not torch.equal(epochs[0]['head.layers.head.weight'],
                            epochs[1]['head.layers.head.weight'])

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 import torch
 import torch._dynamo
-from conftest import CONFIGS, REPO
+from conftest import CONFIGS, REPO, assert_optimizers_update_alike
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 from torch.overrides import TorchFunctionMode
@@ -111,21 +111,7 @@ def test_merged_groups_constructor_updates_like_one_group_per_tensor():
     assert sorted(g['weight_decay'] for g in merged.param_groups) == [0.0, 0.05]
     assert sorted(id(p) for g in merged.param_groups for p in g['params']) == \
         sorted(map(id, params))
-    start = [p.detach().clone() for p in params]
-    grads = [torch.randn_like(p) for p in params]
-    results = []
-    for opt in (per_tensor, merged):
-        with torch.no_grad():
-            for p, s in zip(params, start):
-                p.copy_(s)
-        for _ in range(2):
-            for p, g in zip(params, grads):
-                p.grad = g.clone()
-            opt.step()
-        results.append([p.detach().clone() for p in params])
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert any(not torch.equal(a, s) for a, s in zip(results[0], start))
+    assert_optimizers_update_alike((per_tensor, merged), params, steps=2)
 
 
 class _CountRandom(TorchFunctionMode):

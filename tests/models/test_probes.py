@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CONFIGS, TOOLS, run_tool, shared_data
+from conftest import CONFIGS, TOOLS, run_tool, shared_data, start_from_student, student_kept_in
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
@@ -230,7 +230,7 @@ def test_bn_linear_head_is_batchnorm_then_1x1_conv():
 
 
 def random_student(path, arch=TOY_ARCH, img_size=64, seed=0):
-    from dmt_mm.checkpoint.formats import save_backbone_checkpoint
+    from dmt_mm.checkpoint.backbone import save_backbone_checkpoint
     from dmt_mm.models.backbones import DMTViT
     torch.manual_seed(seed)
     vit = DMTViT(arch=arch, img_size=img_size, patch_size=16)
@@ -282,19 +282,13 @@ def test_toy_knn_probe_through_test_tool(small_toy_world, tmp_path):
 def test_toy_dense_linear_probe_trains_only_the_head(small_toy_world, tmp_path):
     """tools/train.py on the toy dense linear probe from a student file: after two
     iterations every student tensor is bit-identical, the head has moved, mIoU is logged."""
-    from dmt_mm.checkpoint.loading import safe_torch_load
     state = random_student(tmp_path / 'student.pth', img_size=128)
     work_dir = tmp_path / 'dense'
     run_tool([TOOLS / 'train.py', TOY_DENSE, '--work-dir', work_dir, '--cfg-options',
-              'model.backbone.init_cfg._delete_=True', 'model.backbone.init_cfg.type=Pretrained',
-              f'model.backbone.init_cfg.checkpoint={tmp_path / "student.pth"}',
-              'model.backbone.init_cfg.prefix=backbone.', 'train_cfg.max_iters=2',
+              *start_from_student(tmp_path / 'student.pth'), 'train_cfg.max_iters=2',
               'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=1',
               'default_hooks.checkpoint.max_keep_ckpts=2'], cwd=small_toy_world, env=ONE_THREAD)
-    saved = [safe_torch_load(str(work_dir / f'iter_{i}.pth'))['state_dict'] for i in (1, 2)]
-    for checkpoint in saved:
-        for key, value in state.items():
-            torch.testing.assert_close(checkpoint[key], value, rtol=0, atol=0, msg=key)
+    saved = student_kept_in([work_dir / f'iter_{i}.pth' for i in (1, 2)], state)
     assert not torch.equal(saved[0]['decode_head.conv_seg.weight'],
                            saved[1]['decode_head.conv_seg.weight'])
     assert not torch.equal(saved[0]['decode_head.bn.running_mean'],

@@ -18,7 +18,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dmt_mm.checkpoint.formats import CheckpointFormatError, dinov2_resize_pos_embed
+from dmt_mm.checkpoint.format_errors import CheckpointFormatError
+from dmt_mm.checkpoint.teacher_layouts import dinov2_resize_pos_embed
 from dmt_mm.models.teachers import FrozenViTTeacher, TimmTeacher
 from dmt_mm.models.teachers.base import IMAGENET_MEAN, IMAGENET_STD
 
@@ -338,7 +339,7 @@ def test_openai_clip_needs_quick_gelu():
 
 
 def test_loaded_file_reports_what_it_ignored(files):
-    from dmt_mm.checkpoint.formats import load_teacher_weights
+    from dmt_mm.checkpoint.teacher_layouts import load_teacher_weights
     teacher = teacher_for('sam', files['sam'])
     found = load_teacher_weights(teacher.backbone.model, str(files['sam']), 'sam')
     assert found.layout == 'sam'
@@ -425,7 +426,7 @@ def test_vit_large_and_huge_teachers_of_the_paper_families_load(fmt, arch, timm_
     fill FrozenViTTeacher's ViT-L / ViT-H exactly; shapes only, on the meta device."""
     import timm
 
-    from dmt_mm.checkpoint.formats import load_vit_weights
+    from dmt_mm.checkpoint.vit_layouts import load_vit_weights
     with torch.device('meta'):
         encoder = timm.create_model(timm_arch, pretrained=False, num_classes=0).state_dict()
         teacher = FrozenViTTeacher(backbone=dict(arch=arch, img_size=224, patch_size=patch),

@@ -12,19 +12,12 @@ import pytest
 import torch
 from conftest import CONFIGS, TOOLS, run_tool
 
-from dmt_mm.study.results import (
-    ResultsError,
-    Run,
-    aggregate,
-    build_results,
-    check_row_values,
-    collect_runs,
-    pretrain_seconds,
-    task_values,
-)
+from dmt_mm.study.design import StudyOptions
+from dmt_mm.study.results import Run, aggregate, build_results, check_row_values, collect_runs
 from dmt_mm.study.runner import MARKER, StageError, StageRunner, command, read_marker
 from dmt_mm.study.runner import Stage as S
-from dmt_mm.study.study import Study, StudyOptions
+from dmt_mm.study.study import Study
+from dmt_mm.study.work_dirs import ResultsError, pretrain_seconds, task_values
 
 STUDY_CONFIGS = CONFIGS / 'toy' / 'pipeline'
 
@@ -212,8 +205,8 @@ def test_pca_rgb_recovers_a_two_part_image():
 @pytest.mark.slow
 def test_visualize_features_tool(tmp_path):
     """An official-layout teacher file and a student file -> one PNG, one column each."""
+    from dmt_mm.checkpoint.backbone import save_backbone_checkpoint
     from dmt_mm.checkpoint.export import official_checkpoint, save_official
-    from dmt_mm.checkpoint.formats import save_backbone_checkpoint
     from dmt_mm.models.backbones import DMTViT
     from dmt_mm.study.features import default_images
     arch = dict(embed_dims=48, num_layers=2, num_heads=3, feedforward_channels=96)
@@ -274,8 +267,8 @@ def test_quick_study_writes_every_artifact_with_numbers_in_range(quick_study):
 def test_quick_study_teachers_are_official_files_loaded_by_the_real_path(quick_study):
     """The teacher files have the official layouts, unsigned like downloads, and the DMT
     stage's log shows each loaded through checkpoint_format='auto'."""
-    from dmt_mm.checkpoint.formats import convert_vit_state_dict
     from dmt_mm.checkpoint.loading import is_signed, safe_torch_load
+    from dmt_mm.checkpoint.vit_layouts import convert_vit_state_dict
     root, _ = quick_study
     expected = {'teacher_mae/mae_pretrain_vit_toy.pth': ('mae', 'model'),
                 'teacher_mocov3/mocov3_vit-toy-p8.pth.tar': ('mocov3', 'state_dict'),
@@ -351,7 +344,7 @@ def test_default_lengths_are_the_configs_own():
     `tools/train.py <pipeline config>` by hand reproduces a stage."""
     from mmengine.config import Config
 
-    from dmt_mm.study.study import (
+    from dmt_mm.study.design import (
         CONTROLLED_METHODS,
         CONTROLLED_TEACHERS,
         METHODS,
@@ -424,7 +417,7 @@ def test_a_failure_lets_the_running_stage_finish_and_starts_nothing_new(tmp_path
 def test_controlled_study_plan():
     """--controlled: three teachers with known objectives, DMT from all three and from each,
     random init, and one dense linear probe per factor of every student and teacher."""
-    from dmt_mm.study.study import CONTROLLED_FACTORS
+    from dmt_mm.study.design import CONTROLLED_FACTORS
     study = Study(options(controlled=True, profile='quick', work_dir='w'))
     stages = {s.name: s for s in study.stages()}
     names = list(stages)

@@ -7,9 +7,8 @@ import shutil
 import modelindex
 import pytest
 import yaml
-from mmengine.config import Config
-
 from conftest import REPO, TOOLS
+from mmengine.config import Config
 
 
 def _tool(root=None):

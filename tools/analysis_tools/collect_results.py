@@ -31,14 +31,10 @@ import os
 import os.path as osp
 
 from dmt_mm.errors import run_tool_main
+from dmt_mm.study.columns import PROBE_TASKS, TRANSFER_TASKS, split_task
 from dmt_mm.study.report import runs_from_args, write_report
-from dmt_mm.study.results import (
-    PROBE_TASKS,
-    TRANSFER_TASKS,
-    ResultsError,
-    load_manifest,
-    split_task,
-)
+from dmt_mm.study.results import load_manifest
+from dmt_mm.study.work_dirs import ResultsError
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BENCHMARKS = {osp.basename(p) for p in glob.glob(

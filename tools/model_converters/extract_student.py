@@ -14,13 +14,8 @@ import argparse
 import os.path as osp
 
 from dmt_mm.checkpoint import safe_torch_load
-from dmt_mm.checkpoint.formats import (
-    CheckpointFormatError,
-    describe_vit,
-    save_backbone_checkpoint,
-    summarise_keys,
-    validate_backbone,
-)
+from dmt_mm.checkpoint.backbone import describe_vit, save_backbone_checkpoint, validate_backbone
+from dmt_mm.checkpoint.format_errors import CheckpointFormatError, summarise_keys
 from dmt_mm.errors import run_tool_main
 from dmt_mm.models.backbones import DMTViT
 

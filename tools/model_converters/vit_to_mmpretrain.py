@@ -13,13 +13,8 @@ import argparse
 import os.path as osp
 
 from dmt_mm.checkpoint import safe_torch_load
-from dmt_mm.checkpoint.formats import (
-    FORMATS,
-    convert_vit_state_dict,
-    describe_vit,
-    save_backbone_checkpoint,
-    validate_backbone,
-)
+from dmt_mm.checkpoint.backbone import describe_vit, save_backbone_checkpoint, validate_backbone
+from dmt_mm.checkpoint.vit_layouts import FORMATS, convert_vit_state_dict
 from dmt_mm.errors import run_tool_main
 from dmt_mm.models.backbones import DMTViT
 

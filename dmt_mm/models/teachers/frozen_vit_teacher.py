@@ -2,7 +2,7 @@
 
 The teacher is a ``DMTViT`` (mmpretrain ViT layout) built from ``backbone`` and filled from
 ``checkpoint`` -- an official MAE / MoCo v3 / iBOT / DINO file as published, or an
-mmpretrain-layout file -- through :func:`dmt_mm.checkpoint.formats.load_vit_weights`.
+mmpretrain-layout file -- through :func:`dmt_mm.checkpoint.vit_layouts.load_vit_weights`.
 Freezing, pixel re-normalisation and the output contract are
 :class:`~dmt_mm.models.teachers.base.BaseFrozenTeacher`'s.
 """
@@ -62,7 +62,7 @@ class FrozenViTTeacher(BaseFrozenTeacher):
             self.backbone.init_weights()
             self.freeze()
             return
-        from dmt_mm.checkpoint.formats import load_vit_weights
+        from dmt_mm.checkpoint.vit_layouts import load_vit_weights
         load_vit_weights(self.backbone, self.checkpoint, fmt=self.checkpoint_format,
                          use_momentum_encoder=self.use_momentum_encoder,
                          checkpoint_key=self.checkpoint_key)

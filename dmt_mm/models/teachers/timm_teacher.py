@@ -6,8 +6,9 @@ OpenCLIP / SigLIP image towers with pre-norm and attention pooling, SAM's window
 ViTDet-style encoder with relative positions and its neck) and, in each model file's
 ``checkpoint_filter_fn``, the conversion of the official weights. Nothing of their model
 code is copied here: :class:`TimmEncoder` adapts a timm model to the token contract every
-teacher offers (``forward_tokens``), and :func:`dmt_mm.checkpoint.formats.load_teacher_weights`
-finds, converts and strictly loads the published file. Tests check each family's features
+teacher offers (``forward_tokens``), and
+:func:`dmt_mm.checkpoint.teacher_layouts.load_teacher_weights` finds, converts and strictly
+loads the published file. Tests check each family's features
 against the authors' code (``open-clip-torch``, ``segment-anything``, ``dinov2``) to 1e-4.
 
 A teacher runs at its own resolution and patch size (``img_size``; e.g. DINOv2 p14 at 224
@@ -20,7 +21,7 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
-from dmt_mm.checkpoint.formats import TEACHER_FAMILY_LAYOUTS
+from dmt_mm.checkpoint.teacher_layouts import TEACHER_FAMILY_LAYOUTS
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, BaseFrozenTeacher
 
@@ -149,7 +150,7 @@ class TimmTeacher(BaseFrozenTeacher):
             ``ViT-B-16.pt``, ``open_clip_pytorch_model.bin`` / ``.safetensors``,
             ``sam_vit_b_01ec64.pth``, ...); None only for tests / random teachers.
         checkpoint_format: 'auto' or a layout of
-            :data:`dmt_mm.checkpoint.formats.TEACHER_LAYOUTS`.
+            :data:`dmt_mm.checkpoint.teacher_layouts.TEACHER_LAYOUTS`.
         img_size: the teacher's input size (inputs are resized to it); family default.
         mean / std: the teacher's pixel normalisation (0-255 RGB); family default.
         summary: the summary token (``'model'`` / ``'avg'`` / ``'max'``, see
@@ -197,7 +198,7 @@ class TimmTeacher(BaseFrozenTeacher):
         """Load the published file (converted on the fly); without one (tests, toy runs)
         the network keeps timm's random initialisation."""
         if self.checkpoint is not None:
-            from dmt_mm.checkpoint.formats import load_teacher_weights
+            from dmt_mm.checkpoint.teacher_layouts import load_teacher_weights
             load_teacher_weights(self.backbone.model, self.checkpoint, self.family,
                                  self.checkpoint_format)
         self.freeze()
