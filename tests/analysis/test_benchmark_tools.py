@@ -130,7 +130,10 @@ def test_merged_param_groups_update_like_per_tensor_groups():
     from mmengine.optim import build_optim_wrapper
     cfg, model = tiny_dmt(1)
     variant = B.resolve_variant('optimized-merged-groups', 'cpu')
-    per_tensor = build_optim_wrapper(model, B.optim_wrapper_cfg(cfg, variant, 'cpu')).optimizer
+    # mmengine's own constructor (the shipped configs name the merged one)
+    per_tensor_cfg = dict(B.optim_wrapper_cfg(cfg, variant, 'cpu'),
+                          constructor='DefaultOptimWrapperConstructor')
+    per_tensor = build_optim_wrapper(model, per_tensor_cfg).optimizer
     merged = B.build_variant_optim_wrapper(model, cfg, variant, 'cpu').optimizer
     params = [p for g in per_tensor.param_groups for p in g['params']]
     assert len(per_tensor.param_groups) == len(params) > 2  # mmengine: one group per tensor
