@@ -36,34 +36,8 @@ from .design import (
     WORLDS,
     StudyOptions,
 )
+from .inputs import config_digest, write_random_student
 from .runner import Stage, StageRunner, command
-
-
-def config_digest(path: str, _seen=None) -> str:
-    """Hash of a config file and every local ``_base_`` it inherits (recursively); package
-    bases (``mmdet::...``) count by the package's version. Part of each stage's signature,
-    so editing a config redoes the stages that use it."""
-    import hashlib
-    import re
-    from importlib.metadata import version
-    seen = set() if _seen is None else _seen
-    path = osp.abspath(path)
-    if path in seen:
-        return ''
-    seen.add(path)
-    with open(path, 'rb') as f:
-        text = f.read()
-    parts = [hashlib.sha256(text).hexdigest()]
-    match = re.search(rb'^_base_\s*=\s*(\[.*?\]|[\'"][^\'"]*[\'"])', text, re.M | re.S)
-    for base in re.findall(rb'[\'"]([^\'"]+)[\'"]', match.group(1)) if match else []:
-        base = base.decode()
-        if '::' in base:
-            package = base.split('::')[0]  # scope -> distribution (no import: cheap)
-            package = {'mmseg': 'mmsegmentation'}.get(package, package)
-            parts.append(f'{base}@{version(package)}')
-        else:
-            parts.append(config_digest(osp.join(osp.dirname(path), base), seen))
-    return hashlib.sha256('|'.join(parts).encode()).hexdigest()[:16]
 
 
 def _student_heads(config: str) -> int:
@@ -95,23 +69,6 @@ def _factor_options(task: str, factor: Optional[str]) -> List[str]:
             [f'model.head.num_classes={n}', f'data_preprocessor.num_classes={n}']
     return [f'{loader}.dataset.factor={factor}' for loader in
             ('train_dataloader', 'val_dataloader')] + [f'model.decode_head.num_classes={n}']
-
-
-def write_random_student(config: str, seed: int, path: str) -> None:
-    """The student of a DMT config, randomly initialised under ``seed`` (the random-init
-    row of probes that need a checkpoint file: tools/test.py)."""
-    import torch
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import MODELS
-
-    import dmt_mm.models  # noqa: F401  (registers DMTViT)
-    from dmt_mm.checkpoint.backbone import save_backbone_checkpoint
-    torch.manual_seed(seed)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        backbone = MODELS.build(Config.fromfile(config).model.backbone)
-    backbone.init_weights()
-    save_backbone_checkpoint(backbone.state_dict(), path, meta=dict(seed=seed, init='random'))
 
 
 class Study:
@@ -349,10 +306,29 @@ class Study:
         if not self.controlled:
             commands.append(command(self._pca_command(out_dir, deps), label='visualize_features'))
             outputs.append('pca_features.png')
+            for stem, argv in self._cka_commands(out_dir, deps):
+                commands.append(command(argv, label=f'teacher_cka ({stem})'))
+                outputs += [f'{stem}.png', f'{stem}.json']
         return Stage('results', 'results table, figure, loss curves' +
                      ('' if self.controlled else ' and the feature PCA picture'), commands,
                      deps=deps, outputs=outputs,
                      spec=dict(runs=[(r.method, r.task, r.work_dir, r.seed) for r in runs]))
+
+    def _cka_commands(self, out_dir: str, deps: List[str]):
+        """teacher_cka.py on the DMT config of seed 0: linear CKA between the teachers and
+        with the student before (initialised) and after distillation."""
+        name = f'dmt{_suffix(self.seeds[0])}'
+        if 'dmt' not in self.methods or f'extract_{name}' not in deps:
+            return []
+        method = self.table['dmt']
+        argv = [self.tool('analysis_tools', 'teacher_cka.py'), self.config(method['config']),
+                self.path('data', 'toy_world', 'images', 'val'), '--out-dir', out_dir,
+                '--max-images', '32', '--teacher-checkpoint']
+        argv += [f'{t["name"]}=' + self.path(f'teacher_{t["name"]}', t['file'])
+                 for t in self.teachers if t['name'] in method['teachers']]
+        after = ['--checkpoint', self.path(f'extract_{name}', STUDENT_FILE)]
+        return [('teacher_cka_before', argv + ['--stem', 'teacher_cka_before']),
+                ('teacher_cka_after', argv + ['--stem', 'teacher_cka_after'] + after)]
 
     def _pca_command(self, out_dir: str, deps: List[str]) -> List[str]:
         """visualize_features.py over every teacher file and the students of seed 0."""

@@ -261,6 +261,20 @@ def test_quick_study_writes_every_artifact_with_numbers_in_range(quick_study):
     assert 'DMT (TFD + SFD) | MAE + MoCo v3 + BYOL' in (results / 'results.md').read_text()
     import matplotlib.image as mpimg
     assert mpimg.imread(str(results / 'pca_features.png')).ndim == 3
+    # teacher diversity: linear CKA of the three teachers and the student, before and after
+    cka = {when: json.loads((results / f'teacher_cka_{when}.json').read_text())
+           for when in ('before', 'after')}
+    for when, res in cka.items():
+        assert mpimg.imread(str(results / f'teacher_cka_{when}.png')).ndim == 3
+        models = {row.rsplit('.b', 1)[0] for row in res['rows']}
+        assert models == {'mae', 'mocov3', 'byol', 'student'}, models
+        values = np.array(res['values'])
+        assert np.allclose(np.diag(values), 1, atol=1e-4) and values.min() >= -1e-6
+    teachers = [i for i, r in enumerate(cka['before']['rows']) if not r.startswith('student')]
+    same = np.ix_(teachers, teachers)  # the teachers do not change; the student does
+    assert np.allclose(np.array(cka['before']['values'])[same],
+                       np.array(cka['after']['values'])[same], atol=1e-6)
+    assert not np.allclose(cka['before']['values'], cka['after']['values'], atol=1e-6)
 
 
 @pytest.mark.slow
@@ -372,7 +386,7 @@ def test_default_lengths_are_the_configs_own():
 
 def test_config_digest_follows_local_bases(tmp_path):
     """Editing any config a stage inherits from changes the stage's signature."""
-    from dmt_mm.study.study import config_digest
+    from dmt_mm.study.inputs import config_digest
     (tmp_path / 'sub').mkdir()
     (tmp_path / 'grand.py').write_text('a = 1\n')
     (tmp_path / 'sub' / 'parent.py').write_text("_base_ = ['../grand.py',\n"

@@ -1,7 +1,7 @@
 """Teacher diversity: linear CKA per block between every pair of a DMT config's teachers and
 between each teacher and the student, on any image folder -> heatmap PNG + JSON.
 
-    python tools/analysis_tools/teacher_cka.py CONFIG IMAGE_FOLDER [--out-dir DIR]
+    python tools/analysis_tools/teacher_cka.py CONFIG IMAGE_FOLDER [--out-dir DIR] [--stem S]
         [--checkpoint DMT_OR_STUDENT.pth] [--teacher-checkpoint NAME=PATH ...]
         [--blocks 4 | --blocks 3 7 11] [--pool tokens|mean] [--max-images 32]
         [--no-student] [--random-teachers] [--cfg-options key=value ...]
@@ -27,6 +27,8 @@ def parse_args(argv=None):
     p.add_argument('--out-dir', default=None,
                    help='where teacher_cka.png / .json go (default: work_dirs/teacher_cka/'
                         '<config name>)')
+    p.add_argument('--stem', default='teacher_cka',
+                   help='file names in --out-dir: <stem>.png and <stem>.json')
     p.add_argument('--checkpoint', default=None,
                    help='student weights: a DMT checkpoint or extract_student.py output '
                         '(default: the initialised student)')
@@ -77,7 +79,7 @@ def main(argv=None):
     student = 'none' if args.no_student else (
         osp.basename(args.checkpoint) if args.checkpoint else 'initialised (before distillation)')
     title = f'{name}\nlinear CKA, {samples} samples ({args.pool}), student: {student}'
-    paths = result.save(out_dir, title=title, meta=dict(
+    paths = result.save(out_dir, stem=args.stem, title=title, meta=dict(
         config=args.config, images=args.images, checkpoint=args.checkpoint,
         pool=args.pool, samples=samples, random_teachers=args.random_teachers))
 
