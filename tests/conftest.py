@@ -17,7 +17,10 @@ TEST_DATA = REPO / 'tests' / 'data'
 # ../shared/data beside the checkout (CI and developer machines), or DMT_SHARED_DATA.
 SHARED_DATA = Path(os.environ.get('DMT_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# pytest-xdist runs one worker per core (tools/run_tests.sh): one thread each, so that the
+# workers never oversubscribe the cores (spinning OpenMP threads slow everything down)
+THREADS = 1 if os.environ.get('PYTEST_XDIST_WORKER') else min(2, os.cpu_count() or 1)
+torch.set_num_threads(THREADS)
 
 
 def shared_data(*parts):
@@ -32,7 +35,7 @@ def tool_env(env=None):
     """The environment tools run in: this checkout first on the path, and a fixed thread
     count whatever the caller's shell says (CPU results depend on it)."""
     full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / 'tests')]),
-                    OMP_NUM_THREADS='2', PYTHONUNBUFFERED='1', PYTHON=sys.executable)
+                    OMP_NUM_THREADS=str(THREADS), PYTHONUNBUFFERED='1', PYTHON=sys.executable)
     full_env.update(env or {})
     return full_env
 

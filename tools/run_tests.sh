@@ -9,4 +9,9 @@ cd "$REPO"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 # lint first: a style or undefined-name error fails the run in a second, not after the suite
 "$PY" -m ruff check --quiet "$REPO" || { echo "ruff found the problems above: fix them (ruff check --fix . fixes most)" >&2; exit 1; }
-exec "$PY" -m pytest -ra --durations=15 "$@"
+# one pytest-xdist worker per core (DMT_TEST_WORKERS=1: one process); a file's tests stay
+# in one worker so that its module fixtures (toy runs) are built once
+WORKERS="${DMT_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}"
+PARALLEL=()
+if [ "$WORKERS" -gt 1 ]; then PARALLEL=(-n "$WORKERS" --dist loadfile); fi
+exec "$PY" -m pytest -ra --durations=25 "${PARALLEL[@]}" "$@"
