@@ -67,3 +67,15 @@ def test_the_checker_sees_relative_and_nested_imports(tmp_path):
                     'from ..utils import build_part\n')
     found = sorted(_imported_packages(fake, root=tmp_path))
     assert found == [(2, 'engine'), (3, 'study'), (4, 'models')]
+
+
+def test_no_package_file_over_the_length_limit(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'check_file_lengths', REPO / 'tools' / 'misc' / 'check_file_lengths.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.too_long([PACKAGE], 400) == []
+    (tmp_path / 'long.py').write_text('x = 1\n' * 401)
+    (tmp_path / 'short.py').write_text('x = 1\n' * 400)
+    assert tool.too_long([tmp_path], 400) == [(tmp_path / 'long.py', 401)]
