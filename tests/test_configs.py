@@ -36,7 +36,16 @@ def test_there_are_configs():
     assert len(CONFIG_FILES) >= 3
 
 
-@pytest.mark.parametrize('path', CONFIG_FILES, ids=rel)
+def _first_of_each_folder(paths):
+    """Fast subset: the first config of each folder; the others are marked slow."""
+    seen = set()
+    for path in paths:
+        fast = path.parent not in seen
+        seen.add(path.parent)
+        yield pytest.param(path, id=rel(path), marks=() if fast else pytest.mark.slow)
+
+
+@pytest.mark.parametrize('path', list(_first_of_each_folder(CONFIG_FILES)))
 def test_config_builds(path):
     cfg = Config.fromfile(str(path))
     imports = cfg.get('custom_imports')
@@ -70,6 +79,7 @@ def test_every_benchmark_config_has_a_protocol_card():
                        '4conv1fc_8xb8-amp-lsj-100e_coco.py'),
     ('slurm_test.sh', 'benchmarks/mmseg/upernet_dmt-vit-small-p16-f2p_8xb2-amp-160k_ade20k-'
                       '512x512-ms.py')])
+@pytest.mark.slow
 def test_slurm_tasks_get_a_cpu_per_loader_worker(script, config, tmp_path):
     """tools/slurm_*.sh ask srun for the config's loader workers + 1 CPUs per task (a fake
     srun on PATH prints its arguments); CPUS_PER_TASK still wins."""

@@ -110,6 +110,7 @@ def test_block_features_of_three_teacher_families_and_the_student(image_folder):
     assert ((result.values > -1e-9) & (result.values < 1 + 1e-9)).all()
 
 
+@pytest.mark.slow
 def test_student_checkpoint_gives_the_trained_student(image_folder, tmp_path):
     model, _ = build_dmt(str(TOY), random_teachers=True, seed=1)
     state = {'state_dict': {f'backbone.{k}': v + 0.05 * torch.randn_like(v)

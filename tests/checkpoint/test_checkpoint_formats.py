@@ -267,6 +267,7 @@ def test_converter_tool_round_trip(tmp_path, images):
     assert set(sd) == set(_model().state_dict())
 
 
+@pytest.mark.slow
 def test_checkpoint_package_imports_no_layer_above_it():
     """dmt_mm.checkpoint sits below the models, the engine and the tools: loading a teacher
     or converting a file must not pull them in (nor create import cycles with them)."""

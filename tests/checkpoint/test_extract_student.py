@@ -55,6 +55,7 @@ def extracted(tmp_path_factory):
     return student, dst
 
 
+@pytest.mark.slow
 def test_output_layout(extracted):
     student, dst = extracted
     out = safe_torch_load(str(dst))  # weights-only, no trust needed

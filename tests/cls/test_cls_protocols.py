@@ -7,6 +7,7 @@ from protocols import check_protocol
 
 @pytest.mark.parametrize('protocol', ['imagenet_finetune', 'imagenet_linear',
                                       'imagenet_knn'])
+@pytest.mark.slow
 def test_configs_match_the_source_or_the_card_says_why(protocol):
     problems = check_protocol(protocol)
     assert not problems, '\n'.join(problems)

@@ -140,6 +140,7 @@ def test_gpu_decode_path_gives_the_cpu_path_batch():
     assert torch.corrcoef(torch.stack([got.flatten(), ref.flatten()]))[0, 1] > 0.99
 
 
+@pytest.mark.slow
 def test_data_loader_rate_is_measured_through_one_worker_for_both_pipelines():
     """The tool's per-worker measurement runs the config's own data loader (launch defaults
     applied: per-sample seeding, robust loading) in one worker process, for the shipped

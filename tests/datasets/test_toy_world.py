@@ -95,6 +95,7 @@ def test_single_object_split_is_labelled_by_every_factor(world):
             assert all(0 <= int(line.split()[1]) < len(FACTORS[factor]) for line in factor_lines)
 
 
+@pytest.mark.slow
 def test_colour_is_drawn_independently_of_the_category(tmp_path):
     """Version 1 paints each category in its own colour; version 2 does not: every category
     comes in many colours (600 single-object images)."""
@@ -108,6 +109,7 @@ def test_colour_is_drawn_independently_of_the_category(tmp_path):
         assert len(counts) == len(COLOURS) and max(counts.values()) < 35, (category, counts)
 
 
+@pytest.mark.slow
 def test_datasets_read_a_factor(world):
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import DATASETS as CLS

@@ -74,6 +74,7 @@ def pycocotools_stats(gt_file, dets, iou_type):
     return evaluator.stats
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('iou_type', ['bbox', 'segm'])
 def test_coco_metric_equals_pycocotools_and_published_table(iou_type):
     metrics, gt_file, dets = coco_metric_on_fake_results(iou_type)

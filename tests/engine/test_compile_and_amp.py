@@ -47,6 +47,7 @@ def explain(fn, *args, **kwargs):
 
 
 # ------------------------------------------------------------------ resolved configs
+@pytest.mark.slow
 def test_configs_resolve_to_bf16_without_loss_scaler_and_compile():
     """Every config of configs/dmt/ as tools/train.py resolves it (load_config +
     merge_args), with and without --amp: bf16 autocast, no loss scaling, fused AdamW with
@@ -135,6 +136,7 @@ class _CountRandom(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+@pytest.mark.slow
 def test_shipped_dmt_forward_draws_no_random_numbers():
     """tools/train.py turns per-sample randomness off when the config compiles (its
     TorchFunctionMode cannot be traced); the DMT configs' training forward draws nothing
@@ -168,6 +170,7 @@ def test_student_compiles_without_graph_breaks_with_drop_path():
 
 @pytest.mark.parametrize('norm', ['ln', 'none', pytest.param('ema_std', marks=pytest.mark.slow),
                                   pytest.param('phis', marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_loss_head_and_target_norms_compile_without_graph_breaks(norm):
     """The whole DMT loss (student, teachers, target norms, TFD/SFD heads, losses) is one
     graph. Running-statistics norms update outside the graph while their statistics move;

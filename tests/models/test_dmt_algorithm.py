@@ -241,6 +241,7 @@ def test_teacher_drop_weights_keep_one_teacher_and_rescale():
 
 
 # ---------------------------------------------------------------- masking
+@pytest.mark.slow
 @pytest.mark.parametrize('loss_on', ['masked', 'all'])
 def test_masked_student_path_equals_hand_computation(loss_on):
     model = build(mask_ratio=0.5, mask_loss_on=loss_on, neck=DECODER)

@@ -60,6 +60,7 @@ def case(name):
 CASES = ['toy', 'tiny_masked_learned', 'tiny_multiblock_adaptive']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', CASES)
 def test_old_checkpoint_loads_and_losses_are_identical(name, tmp_path):
     golden = torch.load(GOLDEN / f'{name}.pth', weights_only=True)

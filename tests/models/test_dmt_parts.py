@@ -146,6 +146,7 @@ def test_running_stats_survive_a_state_dict_round_trip():
 
 
 # ----------------------------------------------------------------------------- PHI-S
+@pytest.mark.slow
 @pytest.mark.parametrize('dims', [1, 2, 12, 20, 64, 192, 384, 768])
 def test_hadamard_matrix_is_orthogonal_with_equal_magnitudes(dims):
     H = hadamard_matrix(dims)

@@ -148,6 +148,7 @@ def test_knn_features_of_two_ranks_equal_one_process(tmp_path):
     assert gathered['labels'].tolist() == labels.tolist()
 
 
+@pytest.mark.slow
 def test_knn_feature_cache_is_reused_only_for_the_same_weights(tmp_path):
     root = image_folder(tmp_path / 'images', 12)
     torch.manual_seed(0)

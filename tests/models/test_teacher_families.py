@@ -421,6 +421,7 @@ def test_timm_teacher_stays_frozen_and_out_of_the_state_dict():
     ('mae', 'huge', 'vit_huge_patch14_224', 14),     # mae_pretrain_vit_huge.pth
     ('ibot', 'large', 'vit_large_patch16_224', 16),  # iBOT ViT-L/16 checkpoint_teacher.pth
 ])
+@pytest.mark.slow
 def test_vit_large_and_huge_teachers_of_the_paper_families_load(fmt, arch, timm_arch, patch):
     """The published ViT-L / ViT-H layouts (timm names, as the authors' code writes them)
     fill FrozenViTTeacher's ViT-L / ViT-H exactly; shapes only, on the meta device."""
@@ -440,6 +441,7 @@ def test_vit_large_and_huge_teachers_of_the_paper_families_load(fmt, arch, timm_
     assert teacher.patch_size == patch and teacher.num_layers == {'large': 24, 'huge': 32}[arch]
 
 
+@pytest.mark.slow
 def test_teachers_384_to_1536_wide_get_heads_of_their_own_width():
     """DMT with DINOv2-S/14 (384), OpenAI CLIP-L/14 (1024) and DINOv2-g/14 (1536) teachers
     beside a ViT-S student: each TFD head and SFD adaptor ends at its teacher's width

@@ -25,6 +25,7 @@ from dmt_mm.models.backbones.dmt_vit import DMTViT
 SEG = CONFIGS / 'benchmarks' / 'mmseg'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('protocol', ['ade20k_mae', 'ade20k_ibot', 'ade20k_linear'])
 def test_configs_match_the_source_or_the_card_says_why(protocol):
     problems = check_protocol(protocol)

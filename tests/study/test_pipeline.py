@@ -353,6 +353,7 @@ def test_stage_commands_use_the_given_checkout_and_fit_the_configs():
                for name, path in files.items())
 
 
+@pytest.mark.slow
 def test_default_lengths_are_the_configs_own():
     """The default run passes its lengths explicitly; they equal the configs' values, so
     `tools/train.py <pipeline config>` by hand reproduces a stage."""
@@ -480,6 +481,7 @@ def test_bad_options_get_one_line(args, message, tmp_path):
     assert not (tmp_path / 'w').exists()
 
 
+@pytest.mark.slow
 def test_bad_option_on_the_command_line(tmp_path):
     """As a user sees it: one line on the terminal, no traceback, exit status 1."""
     proc = run_tool([TOOLS / 'run_pipeline.py', '--work-dir', tmp_path / 'w', '--set',

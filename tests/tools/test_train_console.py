@@ -12,6 +12,7 @@ TOY_MAE = CONFIGS / 'toy' / 'mae_vit-toy-p16_1xb8-20it_toyworld.py'
 NOISE = ('pkg_resources', 'will be deprecated', 'is the alias of')
 
 
+@pytest.mark.slow
 def test_help_starts_quietly(tmp_path):
     out = run_tool([TOOLS / 'train.py', '--help'], cwd=tmp_path).stdout
     assert '--tensorboard' in out
