@@ -79,6 +79,7 @@ def build_from_config(path, checkpoint):
         return models.build(cfg.model)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', [DET, SEG], ids=['det', 'seg'])
 def test_round_trip_into_toy_models(extracted, config):
     student, dst = extracted

@@ -13,6 +13,7 @@ def test_configs_match_the_source_or_the_card_says_why(protocol):
     assert not problems, '\n'.join(problems)
 
 
+@pytest.mark.slow
 def test_collect_results_names_the_protocol_of_each_number(tmp_path):
     """A work dir holding the config mmengine dumped (a benchmark config, a config derived
     from one) -> the table's notes name the protocol and its card."""

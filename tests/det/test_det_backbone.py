@@ -188,6 +188,7 @@ def check_five_levels(path, h, w):
         (1, 256, math.ceil(h / s), math.ceil(w / s)) for s in (4, 8, 16, 32, 64)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('path', BENCH, ids=rel)
 def test_config_backbone_neck_gives_five_levels(path):
     check_five_levels(path, 224, 448)

@@ -174,6 +174,7 @@ def test_out_of_range_metrics_are_refused(tmp_path):
         build_results([Run('m', 'seg', str(tmp_path))], str(tmp_path))
 
 
+@pytest.mark.slow
 def test_collect_results_tool(tmp_path):
     wd = tmp_path / 'cls'
     wd.mkdir()
