@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -272,8 +273,7 @@ def test_gpu_script_dry_run_with_wheels_only(tmp_path):
         '            raise ModuleNotFoundError(f"No module named {name!r}")\n'
         'sys.meta_path.insert(0, _Block())\n')
     out = tmp_path / 'out'
-    env = dict(os.environ, OUT=str(out), PY=str(REPO / '.venv' / 'bin' / 'python')
-               if (REPO / '.venv' / 'bin' / 'python').exists() else 'python3',
+    env = dict(os.environ, OUT=str(out), PY=sys.executable,
                DMT_BENCH_SITE=str(tmp_path / 'site'), DMT_BENCH_WHEELS=' '.join(pure),
                DMT_BENCH_PKG_SHIM='force', DMT_BENCH_PYTHONPATH=str(blocker),
                DMT_BENCH_QUICK='1', DMT_BENCH_COMPILE='0', OMP_NUM_THREADS='2')

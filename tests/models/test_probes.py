@@ -259,7 +259,8 @@ def test_toy_knn_probe_through_test_tool(small_toy_world, tmp_path):
     assert 'training features read from' in second.stdout
     assert json.loads((tmp_path / 'knn' / 'test_metrics.json').read_text()) == metrics
 
-    vit = DMTViT(arch=TOY_ARCH, img_size=64, patch_size=16, out_type='cls_token').eval()
+    vit = DMTViT(arch=TOY_ARCH, img_size=64, patch_size=16, out_type='cls_token')
+    vit.eval()  # mmpretrain's BaseBackbone.train() returns None: no chaining
     vit.load_state_dict({k[len('backbone.'):]: v for k, v in state.items()})
     transform = T.Compose([T.Resize(73, interpolation=3), T.CenterCrop(64), T.ToTensor(),
                            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
