@@ -242,10 +242,13 @@ def main(argv=None):
               + (f', MFU {100 * step["mfu"]:.1f}%' if step.get('mfu') is not None else '')
               + (f'  [{"; ".join(shipped["notes"])}]' if shipped['notes'] else ''), flush=True)
 
+    def loader_rate(config):
+        return A.loader_throughput(config, A.list_images(args.pipeline),
+                                   num_batches=args.loader_batches,
+                                   batch_size=min(32, batch_sizes[0]))
+
     if args.loader:
-        loader = A.loader_throughput(cfg, A.list_images(args.pipeline),
-                                     num_batches=args.loader_batches,
-                                     batch_size=min(32, batch_sizes[0]))
+        loader = loader_rate(cfg)
         result['loader'] = loader
         save()
         print(f'train dataloader, one worker: {loader["images_per_s_per_worker"]:.1f} images/s '
@@ -254,9 +257,7 @@ def main(argv=None):
         if args.pipeline_reference:
             from dmt_mm.analysis.data_throughput import reference_pipeline, with_train_pipeline
             ref_cfg = with_train_pipeline(cfg, reference_pipeline(A.train_pipeline(cfg)))
-            ref = A.loader_throughput(ref_cfg, A.list_images(args.pipeline),
-                                      num_batches=args.loader_batches,
-                                      batch_size=min(32, batch_sizes[0]))
+            ref = loader_rate(ref_cfg)
             result['loader_reference'] = ref
             save()
             print(f'train dataloader, reference pipeline ({" -> ".join(ref["pipeline"])}): '
