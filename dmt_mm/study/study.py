@@ -29,6 +29,7 @@ from .design import (
     CONTROLLED_FACTORS,
     CONTROLLED_NOTES,
     CONTROLLED_TEACHERS,
+    KNN_FACTORS,
     STUDENT_FILE,
     TABLE_NOTES,
     TASKS,
@@ -59,14 +60,15 @@ def _factor_options(task: str, factor: Optional[str]) -> List[str]:
     if factor is None:
         return []
     n = len(FACTORS[factor])
-    if task == 'knn':
+    top1 = [] if n >= 5 else [f'{e}.topk=(1,)' for e in ('val_evaluator', 'test_evaluator')]
+    if task == 'knn':  # (top-5 of fewer than 5 values is refused by the metric)
         return [f'model.prototype.dataset.factor={factor}',
                 f'test_dataloader.dataset.factor={factor}', f'model.num_classes={n}',
-                f'model.data_preprocessor.num_classes={n}']
+                f'model.data_preprocessor.num_classes={n}'] + top1[1:]
     if task == 'linear':
         return [f'{loader}.dataset.factor={factor}' for loader in
                 ('train_dataloader', 'val_dataloader')] + \
-            [f'model.head.num_classes={n}', f'data_preprocessor.num_classes={n}']
+            [f'model.head.num_classes={n}', f'data_preprocessor.num_classes={n}'] + top1
     return [f'{loader}.dataset.factor={factor}' for loader in
             ('train_dataloader', 'val_dataloader')] + [f'model.decode_head.num_classes={n}']
 
@@ -107,7 +109,7 @@ class Study:
         linear probe per factor (controlled)."""
         if self.controlled:
             return [f'seg_linear/{factor}' for factor in CONTROLLED_FACTORS]
-        return list(TASKS)
+        return list(TASKS) + [f'knn/{factor}' for factor in KNN_FACTORS]
 
     # ------------------------------------------------------------------ stages
     def stages(self) -> List[Stage]:

@@ -243,8 +243,9 @@ def test_quick_study_writes_every_artifact_with_numbers_in_range(quick_study):
     root, proc = quick_study
     for i, name in enumerate(['data', 'teacher_mae', 'teacher_mocov3', 'teacher_byol', 'dmt',
                               'extract_dmt', 'det_dmt', 'seg_dmt', 'cls_dmt', 'knn_dmt',
-                              'linear_dmt', 'seg_linear_dmt', 'results'], 1):
-        assert f'[{i}/13] {name}: done in' in proc.stdout
+                              'linear_dmt', 'seg_linear_dmt', 'knn-colour_dmt',
+                              'knn-texture_dmt', 'knn-size_dmt', 'results'], 1):
+        assert f'[{i}/16] {name}: done in' in proc.stdout
         assert read_marker(str(root / name)) is not None
     results = root / 'results'
     for name in ('results.md', 'results.csv', 'results.json', 'results_figure.png',
@@ -330,9 +331,10 @@ def test_options_are_checked():
     assert {'dmt', 'dmt_s1', 'cls_scratch_s1', 'det_dmt_sfd', 'extract_dmt_mae_s1'} <= \
         set(names)
     assert 'scratch' not in names and 'extract_scratch' not in names  # nothing to pretrain
-    # 6 pretrained methods x 2 seeds x (pretrain + extract + 3 transfers + 3 probes)
-    # + 2 seeds x 6 for scratch
-    assert len(names) == 4 + 6 * 2 * 8 + 2 * 6 + 1
+    # 6 pretrained methods x 2 seeds x (pretrain + extract + 3 transfers + 3 probes + 3
+    # k-NN probes of the other factors) + 2 seeds x 9 for scratch
+    assert len(names) == 4 + 6 * 2 * 11 + 2 * 9 + 1
+    assert {'knn-colour_dmt', 'knn-texture_scratch_s1', 'knn-size_dmt_sfd'} <= set(names)
     assert np.unique(names).size == len(names)
 
 
