@@ -81,8 +81,8 @@ TASKS = {
                 title='toy classification (fine-tuning, top-1)'),
     'knn': dict(config='knn_dmt-vit-toy-p16_k20-t0.07_toyworld-cls.py', by=None,
                 title='k-NN probe (k = 20, T = 0.07, top-1)'),
-    'linear': dict(config='linear_dmt-vit-toy-p16_1xb32-lars-5e_toyworld-cls.py',
-                   by='epochs', title='linear probe (top-1)'),
+    'linear': dict(config='logreg_dmt-vit-toy-p16_c0.316_toyworld-cls.py', by=None,
+                   title='linear probe (logistic regression on cached features, top-1)'),
     'seg_linear': dict(config='linear_dmt-vit-toy-p16_1xb8-200it_toyworld-128x128.py',
                        by='iters', title='dense linear probe (mIoU)'),
 }
@@ -95,10 +95,10 @@ KNN_FACTORS = ('colour', 'texture', 'size')
 # lengths of every stage: 'default' equals the numbers in the configs' names
 PROFILES = {
     'default': dict(teacher_iters=300, dmt_iters=300, det_iters=160, seg_iters=160,
-                    cls_epochs=3, linear_epochs=5, seg_linear_iters=200, pca_size=224,
+                    cls_epochs=3, seg_linear_iters=200, pca_size=224,
                     log_interval=None),
     'quick': dict(teacher_iters=4, dmt_iters=4, det_iters=2, seg_iters=2, cls_epochs=1,
-                  linear_epochs=1, seg_linear_iters=2, pca_size=64, log_interval=1),
+                  seg_linear_iters=2, pca_size=64, log_interval=1),
 }
 # the toy world of each profile; quick: a few images of every kind, enough for k = 20
 WORLDS = {'default': STUDY_WORLD,

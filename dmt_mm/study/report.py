@@ -9,7 +9,7 @@ from .results import Run, build_results
 from .work_dirs import pretrain_seconds
 
 TRANSFER_TITLES = OrderedDict([('det', 'detection'), ('seg', 'segmentation'),
-                               ('cls', 'classification'), ('linear', 'linear probe'),
+                               ('cls', 'classification'),
                                ('seg_linear', 'dense linear probe')])
 
 

@@ -60,15 +60,12 @@ def _factor_options(task: str, factor: Optional[str]) -> List[str]:
     if factor is None:
         return []
     n = len(FACTORS[factor])
-    top1 = [] if n >= 5 else [f'{e}.topk=(1,)' for e in ('val_evaluator', 'test_evaluator')]
-    if task == 'knn':  # (top-5 of fewer than 5 values is refused by the metric)
+    if TASKS[task]['by'] is None:  # k-NN, logistic regression: tools/test.py only
+        # (top-5 of fewer than 5 values is refused by the metric)
         return [f'model.prototype.dataset.factor={factor}',
                 f'test_dataloader.dataset.factor={factor}', f'model.num_classes={n}',
-                f'model.data_preprocessor.num_classes={n}'] + top1[1:]
-    if task == 'linear':
-        return [f'{loader}.dataset.factor={factor}' for loader in
-                ('train_dataloader', 'val_dataloader')] + \
-            [f'model.head.num_classes={n}', f'data_preprocessor.num_classes={n}'] + top1
+                f'model.data_preprocessor.num_classes={n}'] + \
+            ([] if n >= 5 else ['test_evaluator.topk=(1,)'])
     return [f'{loader}.dataset.factor={factor}' for loader in
             ('train_dataloader', 'val_dataloader')] + [f'model.decode_head.num_classes={n}']
 
@@ -243,12 +240,12 @@ class Study:
             options += self._teacher_arch_options(base)
         elif student is not None:
             deps.append(osp.basename(osp.dirname(student)))
-        if spec['by'] is None:  # k-NN: tools/test.py with the student as the checkpoint
+        if spec['by'] is None:  # k-NN, logistic regression: tools/test.py, student = checkpoint
             if student is None:
                 student = osp.join(work_dir, 'random_' + STUDENT_FILE)
                 commands.append(command(func=lambda d, s=seed, p=student: write_random_student(
                     self.config(self.table['dmt']['config']), s, p), label='random_student'))
-            options += [f'model.feature_cache={osp.join(work_dir, "knn_train_features.pth")}']
+            options += [f'model.feature_cache={osp.join(work_dir, f"{base}_train_features.pth")}']
             options += _factor_options(base, factor)
             commands.append(command([self.tool('test.py'), config, student, '--work-dir',
                                      work_dir, '--cfg-options'] + options, label='test'))
@@ -281,8 +278,6 @@ class Study:
         if task == 'seg_linear':
             options += [f'model.decode_head.in_channels={width}',
                         f'model.decode_head.channels={width}']
-        elif task == 'linear':
-            options += [f'model.neck.input_features={width}', f'model.head.in_channels={width}']
         return options
 
     def _results_stage(self, deps: List[str]) -> Stage:

@@ -240,14 +240,33 @@ def random_student(path, arch=TOY_ARCH, img_size=64, seed=0):
     return {f'backbone.{k}': v for k, v in vit.state_dict().items()}
 
 
-@pytest.mark.slow
-def test_toy_knn_probe_through_test_tool(small_toy_world, tmp_path):
-    """tools/test.py on the toy k-NN config: top-1 equals DINO's classifier on features
-    computed here by PIL + torchvision + the ViT; a second run reads the cached features."""
+def toy_features(state, world, split, normalise=True):
+    """(features, labels) of the toy world's single-object ``split`` computed here by PIL +
+    torchvision + the ViT holding ``state`` (the toy probe configs' preprocessing)."""
     from PIL import Image
     from torchvision import transforms as T
 
     from dmt_mm.models.backbones import DMTViT
+    vit = DMTViT(arch=TOY_ARCH, img_size=64, patch_size=16, out_type='cls_token')
+    vit.eval()  # mmpretrain's BaseBackbone.train() returns None: no chaining
+    vit.load_state_dict({k[len('backbone.'):]: v for k, v in state.items()})
+    transform = T.Compose([T.Resize(73, interpolation=3), T.CenterCrop(64), T.ToTensor(),
+                           T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    root = world / 'data' / 'toy_world' / 'cls'
+    classes = sorted(p.name for p in (root / split).iterdir())
+    files = [(f, i) for i, c in enumerate(classes)
+             for f in sorted((root / split / c).glob('*.png'))]
+    batch = torch.stack([transform(Image.open(f).convert('RGB')) for f, _ in files])
+    with torch.no_grad():
+        feats = vit(batch)[0]
+    return (F.normalize(feats, dim=1) if normalise else feats), \
+        torch.tensor([i for _, i in files])
+
+
+@pytest.mark.slow
+def test_toy_knn_probe_through_test_tool(small_toy_world, tmp_path):
+    """tools/test.py on the toy k-NN config: top-1 equals DINO's classifier on features
+    computed here by PIL + torchvision + the ViT; a second run reads the cached features."""
     state = random_student(tmp_path / 'student.pth')
     cache = tmp_path / 'feats.pth'
     args = [TOOLS / 'test.py', TOY_KNN, tmp_path / 'student.pth', '--work-dir',
@@ -259,22 +278,8 @@ def test_toy_knn_probe_through_test_tool(small_toy_world, tmp_path):
     assert 'training features read from' in second.stdout
     assert json.loads((tmp_path / 'knn' / 'test_metrics.json').read_text()) == metrics
 
-    vit = DMTViT(arch=TOY_ARCH, img_size=64, patch_size=16, out_type='cls_token')
-    vit.eval()  # mmpretrain's BaseBackbone.train() returns None: no chaining
-    vit.load_state_dict({k[len('backbone.'):]: v for k, v in state.items()})
-    transform = T.Compose([T.Resize(73, interpolation=3), T.CenterCrop(64), T.ToTensor(),
-                           T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
-    root = small_toy_world / 'data' / 'toy_world' / 'cls'
-
-    def features(split):
-        classes = sorted(p.name for p in (root / split).iterdir())
-        files = [(f, i) for i, c in enumerate(classes)
-                 for f in sorted((root / split / c).glob('*.png'))]
-        batch = torch.stack([transform(Image.open(f).convert('RGB')) for f, _ in files])
-        with torch.no_grad():
-            return F.normalize(vit(batch)[0], dim=1), torch.tensor([i for _, i in files])
-    train, train_labels = features('train')
-    test, test_labels = features('val')
+    train, train_labels = toy_features(state, small_toy_world, 'train')
+    test, test_labels = toy_features(state, small_toy_world, 'val')
     top1, top5, _ = dino_knn_classifier(train, train_labels, test, test_labels, 20, 0.07, 6)
     assert metrics['accuracy/top1'] == pytest.approx(top1, abs=1e-3)
     assert metrics['accuracy/top5'] == pytest.approx(top5, abs=1e-3)

@@ -145,8 +145,9 @@ class KNNClassifier(BaseRetriever):
         return out_feats, out_labels
 
     def _fingerprint(self, loader) -> str:
-        """Hash of the encoder's weights and of the dataset the features come from."""
-        digest = hashlib.sha256()
+        """Hash of the probe type (their features differ), the encoder's weights and the
+        dataset the features come from."""
+        digest = hashlib.sha256(type(self).__name__.encode())
         for name, tensor in sorted(self.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
