@@ -10,5 +10,7 @@
 # measured), so that probe read noise (seed std 2.8 points).
 _base_ = ['./knn_dmt-vit-toy-p16_k20-t0.07_toyworld-cls.py']
 
+protocol = dict(_delete_=True, name='clip-linear-probe', card='docs/protocols/logistic_probe.md',
+                source='openai/CLIP README.md (Linear-probe evaluation)')
 model = dict(type='LogisticRegressionClassifier', C=0.316, max_iter=1000)
 test_evaluator = dict(topk=(1, ))
