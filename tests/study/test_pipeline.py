@@ -310,8 +310,8 @@ def test_quick_study_resumes(quick_study):
     (root / 'results' / 'stale.txt').write_text('from a killed run')
     proc = run_tool([TOOLS / 'run_pipeline.py', '--quick', '--work-dir', root], cwd=root)
     skipped = [line for line in proc.stdout.splitlines() if 'done earlier' in line]
-    assert len(skipped) == 12
-    assert '[13/13] results: an earlier run stopped inside it' in proc.stdout
+    assert len(skipped) == 15
+    assert '[16/16] results: an earlier run stopped inside it' in proc.stdout
     assert not (root / 'results' / 'stale.txt').exists()
     assert (root / 'results' / 'results.md').exists()
 
