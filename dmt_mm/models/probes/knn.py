@@ -83,6 +83,8 @@ class KNNClassifier(BaseRetriever):
             for the same weights and data, rewritten otherwise.
     """
 
+    normalise_features = True  # cosine similarity; the logistic probe keeps them raw
+
     def __init__(self, backbone: dict, prototype: dict, num_classes: int,
                  neck: Optional[dict] = None, k: int = 20, temperature: float = 0.07,
                  feature_cache: Optional[str] = None,
@@ -119,7 +121,8 @@ class KNNClassifier(BaseRetriever):
             feats = self.neck(feats)
         if isinstance(feats, tuple):
             feats = feats[-1]
-        return F.normalize(feats.flatten(1), dim=1, p=2)
+        feats = feats.flatten(1)
+        return F.normalize(feats, dim=1, p=2) if self.normalise_features else feats
 
     @torch.no_grad()
     def _extract(self, loader) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -59,6 +59,8 @@ class LogisticRegressionClassifier(KNNClassifier):
         Other arguments as :class:`KNNClassifier` (``k`` and ``temperature`` unused).
     """
 
+    normalise_features = False  # CLIP fits the raw features
+
     def __init__(self, *args, C: float = 0.316, max_iter: int = 1000,
                  feature_cache: Optional[str] = None, **kwargs):
         super().__init__(*args, feature_cache=feature_cache, **kwargs)
@@ -67,14 +69,6 @@ class LogisticRegressionClassifier(KNNClassifier):
                              f'max_iter={max_iter}')
         self.C = C
         self.max_iter = max_iter
-
-    def extract_feat(self, inputs):
-        feats = self.backbone(inputs)
-        if self.neck is not None:
-            feats = self.neck(feats)
-        if isinstance(feats, tuple):
-            feats = feats[-1]
-        return feats.flatten(1)
 
     @torch.no_grad()
     def prepare_prototype(self):
