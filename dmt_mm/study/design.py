@@ -111,8 +111,7 @@ TABLE_NOTES = (
     '-> toy segmentation mIoU) and of the frozen-feature probes (k-NN and linear top-1 on the '
     'single-object split, dense linear mIoU on the scenes; k-NN top-1 (colour / texture / '
     'size): the same k-NN probe with the images labelled by that factor). The numbers show '
-    'that every stage '
-    'works end to end; they are not evidence about DMT at scale.',
+    'that every stage works end to end; they are not evidence about DMT at scale.',
     'Teachers: MAE (masked image modelling), MoCo v3 (contrastive) and BYOL (EMA '
     'self-distillation; it stands in for iBOT / DINO, which mmpretrain 1.2 does not ship), '
     'pretrained with mmpretrain on the toy world\'s unlabeled images, saved in the official '

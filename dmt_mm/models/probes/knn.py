@@ -177,15 +177,19 @@ class KNNClassifier(BaseRetriever):
             self._write_cache(feats, labels, fingerprint)
         else:
             feats, labels = cached
-        if self.k > feats.shape[0]:
-            raise ValueError(f'k={self.k} neighbours, but the training set has '
-                             f'{feats.shape[0]} images: lower model.k')
         if int(labels.max()) >= self.num_classes:
             raise ValueError(f'training label {int(labels.max())} >= num_classes='
                              f'{self.num_classes}: set model.num_classes to the dataset\'s')
         self.register_buffer('prototype_vecs', feats.to(device), persistent=False)
         self.register_buffer('prototype_labels', labels.to(device), persistent=False)
+        self.fit_prototype()
         self.prototype_inited = True
+
+    def fit_prototype(self):
+        """What the probe learns from the training features: k-NN keeps them as they are."""
+        if self.k > self.prototype_vecs.shape[0]:
+            raise ValueError(f'k={self.k} neighbours, but the training set has '
+                             f'{self.prototype_vecs.shape[0]} images: lower model.k')
 
     def _read_cache(self, fingerprint):
         if not self.feature_cache or not osp.isfile(self.feature_cache):

@@ -14,8 +14,6 @@ Why beside the trained linear probe (MAE's BN + linear head, LARS): LARS scales 
 (the toy study's 5 epochs did: training loss ln 6 throughout); the fit here converges to the
 unique optimum, so two runs on the same features agree and only the features vary.
 """
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
@@ -45,7 +43,7 @@ def fit_logistic_regression(features: torch.Tensor, labels: torch.Tensor, num_cl
 
     with torch.enable_grad():
         optimizer.step(closure)
-    steps = optimizer.state[optimizer._params[0]].get('n_iter', 0)
+    steps = optimizer.state[weight].get('n_iter', 0)
     return weight.detach(), bias.detach(), steps
 
 
@@ -61,19 +59,17 @@ class LogisticRegressionClassifier(KNNClassifier):
 
     normalise_features = False  # CLIP fits the raw features
 
-    def __init__(self, *args, C: float = 0.316, max_iter: int = 1000,
-                 feature_cache: Optional[str] = None, **kwargs):
-        super().__init__(*args, feature_cache=feature_cache, **kwargs)
+    def __init__(self, *args, C: float = 0.316, max_iter: int = 1000, **kwargs):
+        super().__init__(*args, **kwargs)
         if C <= 0 or max_iter < 1:
             raise ValueError(f'logistic regression needs C > 0 and max_iter >= 1, got C={C}, '
                              f'max_iter={max_iter}')
         self.C = C
         self.max_iter = max_iter
 
-    @torch.no_grad()
-    def prepare_prototype(self):
-        self.k = 1  # the k-NN check of the training-set size does not apply
-        super().prepare_prototype()
+    def fit_prototype(self):
+        """Fit the classifier on the training features (the k-NN size check does not
+        apply)."""
         weight, bias, steps = fit_logistic_regression(
             self.prototype_vecs.cpu(), self.prototype_labels.cpu(), self.num_classes,
             self.C, self.max_iter)
