@@ -38,14 +38,19 @@ def test_collect_results_names_the_protocol_of_each_number(tmp_path):
         str(derived / 'my_linear.py'))
     (derived / 'test_metrics.json').write_text(json.dumps({'accuracy/top1': 60.0}))
     args += ['--run', 'Other', 'cls', derived]
+    # a second seed of DMT cls and Other's seg with DMT's config: one line each, not three
+    args += ['--run', 'DMT', 'cls', tmp_path / 'cls', '1', '--run', 'Other', 'seg',
+             tmp_path / 'seg']
     out = run_tool([TOOLS / 'analysis_tools' / 'collect_results.py', *args, '--out-dir',
                     tmp_path / 'out'], cwd=tmp_path).stdout
-    assert ('- DMT cls: imagenet-linear protocol (docs/protocols/imagenet_linear.md; config '
-            f'{runs["cls"][1]})') in out
-    assert ('- DMT seg: ade20k-ibot protocol (docs/protocols/ade20k_ibot.md; config '
-            f'{runs["seg"][1]})') in out
-    assert ('- Other cls: config my_linear.py, not a shipped benchmark config, derived from '
-            'the imagenet-linear protocol') in out
+    notes = [line for line in out.splitlines() if line.startswith('- ')]
+    assert notes == [
+        f'- DMT cls: imagenet-linear protocol (docs/protocols/imagenet_linear.md; config '
+        f'{runs["cls"][1]})',
+        f'- seg (every row): ade20k-ibot protocol (docs/protocols/ade20k_ibot.md; config '
+        f'{runs["seg"][1]})',
+        '- Other cls: config my_linear.py, not a shipped benchmark config, derived from the '
+        'imagenet-linear protocol (docs/protocols/imagenet_linear.md)']
     recorded = json.loads((tmp_path / 'out' / 'results.json').read_text())
     info = recorded['rows'][0]['info']
     assert info['cls_protocol']['name'] == 'imagenet-linear'

@@ -29,6 +29,7 @@ import argparse
 import glob
 import os
 import os.path as osp
+from collections import OrderedDict
 
 from dmt_mm.errors import run_tool_main
 from dmt_mm.study.columns import PROBE_TASKS, TRANSFER_TASKS, split_task
@@ -58,19 +59,33 @@ def run_config(work_dir):
 
 
 def protocol_note(run):
-    """'METHOD TASK: protocol NAME (card CARD; config FILE)' for a transfer run."""
+    """'protocol NAME (card CARD; config FILE)' (or why there is none) for a transfer run."""
     name, cfg = run_config(run.work_dir)
-    where = f'{run.method} {run.task}'
     protocol = cfg.get('protocol') if cfg is not None else None
     if not protocol:
         config = f'config {name}' if name else f'no config dumped in {run.work_dir}'
-        return where + f': no benchmark protocol ({config})'
+        return f'no benchmark protocol ({config})'
     run.info[f'{run.task}_protocol'] = dict(protocol)  # results.json, per task
     if name is not None and name not in BENCHMARKS:
-        return where + (f': config {name}, not a shipped benchmark config, derived from the '
-                        f'{protocol["name"]} protocol ({protocol["card"]})')
+        return (f'config {name}, not a shipped benchmark config, derived from the '
+                f'{protocol["name"]} protocol ({protocol["card"]})')
     config = f'; config {name}' if name else ''
-    return where + f': {protocol["name"]} protocol ({protocol["card"]}{config})'
+    return f'{protocol["name"]} protocol ({protocol["card"]}{config})'
+
+
+def protocol_notes(runs):
+    """One line per task and protocol: 'METHOD[, METHOD] TASK: ...', or 'TASK (every
+    row): ...' when all methods of the table share it (seeds never repeat a line)."""
+    methods = list(dict.fromkeys(r.method for r in runs if r.task != 'teacher'))
+    shared = OrderedDict()
+    for run in runs:
+        if split_task(run.task)[0] in TRANSFER_TASKS + PROBE_TASKS:
+            users = shared.setdefault((run.task, protocol_note(run)), [])
+            if run.method not in users:
+                users.append(run.method)
+    return [f'{task} (every row): {note}' if len(methods) > 1 and users == methods
+            else f'{", ".join(users)} {task}: {note}'
+            for (task, note), users in shared.items()]
 
 
 def parse_args(argv=None):
@@ -104,8 +119,7 @@ def main(argv=None):
         raise SystemExit(f'error: {exc}') from None
     if not runs:
         raise SystemExit('error: nothing to collect: give --manifest and/or --run')
-    notes = list(args.note) + [protocol_note(r) for r in runs if split_task(r.task)[0]
-                               in TRANSFER_TASKS + PROBE_TASKS]
+    notes = list(args.note) + protocol_notes(runs)
     out_dir = args.out_dir or (osp.dirname(osp.abspath(args.manifest[0])) if args.manifest
                                else os.getcwd())
     os.makedirs(out_dir, exist_ok=True)
