@@ -284,6 +284,13 @@ def test_toy_knn_probe_through_test_tool(small_toy_world, tmp_path):
     assert metrics['accuracy/top1'] == pytest.approx(top1, abs=1e-3)
     assert metrics['accuracy/top5'] == pytest.approx(top5, abs=1e-3)
 
+    # more neighbours than training images: one line naming the fix, no traceback
+    too_many = run_tool(args + ['model.k=100000'], cwd=small_toy_world, env=ONE_THREAD,
+                        check=False)
+    assert too_many.returncode == 1 and 'Traceback' not in too_many.stdout
+    assert (f'error: k=100000 neighbours, but the training set has {len(train_labels)} '
+            'images: lower model.k') in too_many.stdout
+
 
 @pytest.mark.slow
 def test_toy_dense_linear_probe_trains_only_the_head(small_toy_world, tmp_path):

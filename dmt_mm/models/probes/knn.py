@@ -37,6 +37,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from mmpretrain.utils import track_on_main_process
 
+from dmt_mm.errors import ConfigError
+
 
 def knn_vote(features: torch.Tensor, train_features: torch.Tensor,
              train_labels: torch.Tensor, k: int, temperature: float,
@@ -97,7 +99,7 @@ class KNNClassifier(BaseRetriever):
         self.prototype = prototype
         self.prototype_inited = False
         if k < 1 or temperature <= 0:
-            raise ValueError(f'k-NN needs k >= 1 and temperature > 0, got k={k}, '
+            raise ConfigError(f'k-NN needs k >= 1 and temperature > 0, got k={k}, '
                              f'temperature={temperature}')
         self.num_classes = num_classes
         self.k = k
@@ -178,7 +180,7 @@ class KNNClassifier(BaseRetriever):
         else:
             feats, labels = cached
         if int(labels.max()) >= self.num_classes:
-            raise ValueError(f'training label {int(labels.max())} >= num_classes='
+            raise ConfigError(f'training label {int(labels.max())} >= num_classes='
                              f'{self.num_classes}: set model.num_classes to the dataset\'s')
         self.register_buffer('prototype_vecs', feats.to(device), persistent=False)
         self.register_buffer('prototype_labels', labels.to(device), persistent=False)
@@ -188,7 +190,7 @@ class KNNClassifier(BaseRetriever):
     def fit_prototype(self):
         """What the probe learns from the training features: k-NN keeps them as they are."""
         if self.k > self.prototype_vecs.shape[0]:
-            raise ValueError(f'k={self.k} neighbours, but the training set has '
+            raise ConfigError(f'k={self.k} neighbours, but the training set has '
                              f'{self.prototype_vecs.shape[0]} images: lower model.k')
 
     def _read_cache(self, fingerprint):

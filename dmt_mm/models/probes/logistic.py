@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmpretrain.registry import MODELS
 
+from dmt_mm.errors import ConfigError
+
 from .knn import KNNClassifier
 
 
@@ -62,7 +64,7 @@ class LogisticRegressionClassifier(KNNClassifier):
     def __init__(self, *args, C: float = 0.316, max_iter: int = 1000, **kwargs):
         super().__init__(*args, **kwargs)
         if C <= 0 or max_iter < 1:
-            raise ValueError(f'logistic regression needs C > 0 and max_iter >= 1, got C={C}, '
+            raise ConfigError(f'logistic regression needs C > 0 and max_iter >= 1, got C={C}, '
                              f'max_iter={max_iter}')
         self.C = C
         self.max_iter = max_iter
