@@ -38,9 +38,10 @@ def test_collect_results_names_the_protocol_of_each_number(tmp_path):
         str(derived / 'my_linear.py'))
     (derived / 'test_metrics.json').write_text(json.dumps({'accuracy/top1': 60.0}))
     args += ['--run', 'Other', 'cls', derived]
-    # a second seed of DMT cls and Other's seg with DMT's config: one line each, not three
-    args += ['--run', 'DMT', 'cls', tmp_path / 'cls', '1', '--run', 'Other', 'seg',
-             tmp_path / 'seg']
+    # a second seed of DMT cls, and Other's seg (listed before DMT's) with DMT's config:
+    # one line each, not three
+    args += ['--run', 'DMT', 'cls', tmp_path / 'cls', '1']
+    args[4:4] = ['--run', 'Other', 'seg', tmp_path / 'seg']
     out = run_tool([TOOLS / 'analysis_tools' / 'collect_results.py', *args, '--out-dir',
                     tmp_path / 'out'], cwd=tmp_path).stdout
     notes = [line for line in out.splitlines() if line.startswith('- ')]

@@ -83,7 +83,7 @@ def protocol_notes(runs):
             users = shared.setdefault((run.task, protocol_note(run)), [])
             if run.method not in users:
                 users.append(run.method)
-    return [f'{task} (every row): {note}' if len(methods) > 1 and users == methods
+    return [f'{task} (every row): {note}' if len(methods) > 1 and set(users) == set(methods)
             else f'{", ".join(users)} {task}: {note}'
             for (task, note), users in shared.items()]
 

@@ -100,7 +100,7 @@ class KNNClassifier(BaseRetriever):
         self.prototype_inited = False
         if k < 1 or temperature <= 0:
             raise ConfigError(f'k-NN needs k >= 1 and temperature > 0, got k={k}, '
-                             f'temperature={temperature}')
+                              f'temperature={temperature}')
         self.num_classes = num_classes
         self.k = k
         self.temperature = temperature
@@ -181,7 +181,7 @@ class KNNClassifier(BaseRetriever):
             feats, labels = cached
         if int(labels.max()) >= self.num_classes:
             raise ConfigError(f'training label {int(labels.max())} >= num_classes='
-                             f'{self.num_classes}: set model.num_classes to the dataset\'s')
+                              f'{self.num_classes}: set model.num_classes to the dataset\'s')
         self.register_buffer('prototype_vecs', feats.to(device), persistent=False)
         self.register_buffer('prototype_labels', labels.to(device), persistent=False)
         self.fit_prototype()
@@ -191,7 +191,7 @@ class KNNClassifier(BaseRetriever):
         """What the probe learns from the training features: k-NN keeps them as they are."""
         if self.k > self.prototype_vecs.shape[0]:
             raise ConfigError(f'k={self.k} neighbours, but the training set has '
-                             f'{self.prototype_vecs.shape[0]} images: lower model.k')
+                              f'{self.prototype_vecs.shape[0]} images: lower model.k')
 
     def _read_cache(self, fingerprint):
         if not self.feature_cache or not osp.isfile(self.feature_cache):

@@ -65,7 +65,7 @@ class LogisticRegressionClassifier(KNNClassifier):
         super().__init__(*args, **kwargs)
         if C <= 0 or max_iter < 1:
             raise ConfigError(f'logistic regression needs C > 0 and max_iter >= 1, got C={C}, '
-                             f'max_iter={max_iter}')
+                              f'max_iter={max_iter}')
         self.C = C
         self.max_iter = max_iter
 
