@@ -1,6 +1,7 @@
 """mmpretrain's CustomDataset (image folders) over the toy world (generated on first use)."""
 import os.path as osp
 
+from mmengine.fileio import list_from_file
 from mmpretrain.datasets import CustomDataset
 from mmpretrain.registry import DATASETS
 
@@ -15,19 +16,43 @@ class ToyWorldImageFolder(CustomDataset):
 
     ``factor`` (version-2 worlds: 'category', 'colour', 'texture' or 'size') labels the
     same images by that factor instead of by folder: ``ann_file`` becomes
-    ``cls/meta/<split>_<factor>.txt`` and the classes the factor's values."""
+    ``cls/meta/<split>_<factor>.txt`` and the classes the factor's values.
 
-    def __init__(self, *args, toy_world=None, factor=None, **kwargs):
+    ``extra_factors`` gives every image the labels of more factors besides ``gt_label``, as
+    ``gt_label_<factor>`` (pack them with ``PackInputs(algorithm_keys=...)``): one pass of a
+    frozen-feature probe then scores every factor (``KNNClassifier(extra_labels=...)``)."""
+
+    def __init__(self, *args, toy_world=None, factor=None, extra_factors=(), **kwargs):
         ensure_toy_world(kwargs['data_root'], toy_world)
+        self.extra_factors = tuple(extra_factors)
+        self._split = osp.basename(osp.normpath(kwargs['data_prefix']))
         if factor is not None:
-            if factor not in ('category', 'colour', 'texture', 'size'):
-                raise ValueError(f'factor={factor!r}: the single-object split is labelled '
-                                 "by 'category', 'colour', 'texture' or 'size'")
-            split = osp.basename(osp.normpath(kwargs['data_prefix']))
-            kwargs['ann_file'] = osp.join('cls', 'meta', f'{split}_{factor}.txt')
+            kwargs['ann_file'] = self._factor_file(kwargs['data_root'], factor)
             kwargs['metainfo'] = dict(classes=FACTORS[factor])
-            if not osp.isfile(osp.join(kwargs['data_root'], kwargs['ann_file'])):
-                raise FileNotFoundError(
-                    f'{kwargs["ann_file"]} is not in {kwargs["data_root"]}: labels per '
-                    'factor exist in version-2 toy worlds only (ToyWorldSpec(version=2))')
+        for extra in self.extra_factors:
+            self._factor_file(kwargs['data_root'], extra)  # checked before loading
         super().__init__(*args, **kwargs)
+
+    def _factor_file(self, data_root, factor):
+        """``cls/meta/<split>_<factor>.txt`` (relative to ``data_root``), checked."""
+        if factor not in ('category', 'colour', 'texture', 'size'):
+            raise ValueError(f'factor={factor!r}: the single-object split is labelled '
+                             "by 'category', 'colour', 'texture' or 'size'")
+        ann_file = osp.join('cls', 'meta', f'{self._split}_{factor}.txt')
+        if not osp.isfile(osp.join(data_root, ann_file)):
+            raise FileNotFoundError(
+                f'{ann_file} is not in {data_root}: labels per factor exist in '
+                'version-2 toy worlds only (ToyWorldSpec(version=2))')
+        return ann_file
+
+    def load_data_list(self):
+        data_list = super().load_data_list()
+        for extra in self.extra_factors:
+            labels = {}
+            for line in list_from_file(osp.join(self.data_root, self._factor_file(
+                    self.data_root, extra))):
+                path, label = line.strip().rsplit(' ', 1)
+                labels[osp.normpath(osp.join(self.img_prefix, path))] = int(label)
+            for info in data_list:
+                info[f'gt_label_{extra}'] = labels[osp.normpath(info['img_path'])]
+        return data_list

@@ -106,7 +106,14 @@ class Study:
         linear probe per factor (controlled)."""
         if self.controlled:
             return [f'seg_linear/{factor}' for factor in CONTROLLED_FACTORS]
-        return list(TASKS) + [f'knn/{factor}' for factor in KNN_FACTORS]
+        return list(TASKS)
+
+    def columns_of(self, task: str) -> List[str]:
+        """The table's tasks a stage of ``task`` fills: the main study's k-NN stage also
+        scores the factors of KNN_FACTORS (its config's ``extra_labels``)."""
+        if task == 'knn' and not self.controlled:
+            return [task] + [f'knn/{factor}' for factor in KNN_FACTORS]
+        return [task]
 
     # ------------------------------------------------------------------ stages
     def stages(self) -> List[Stage]:
@@ -133,8 +140,8 @@ class Study:
                 for task in self.tasks():
                     stage = self._task_stage(task, key, seed, student)
                     stages.append(stage)
-                    self.runs.append(Run(method['label'], task, self.path(stage.name), seed,
-                                         info))
+                    self.runs += [Run(method['label'], column, self.path(stage.name), seed, info)
+                                  for column in self.columns_of(task)]
             if self.controlled:
                 for teacher in teachers:
                     label = f'{teacher["label"]} teacher (knows {teacher["knows"]})'

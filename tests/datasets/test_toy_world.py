@@ -3,6 +3,7 @@ COCO masks and with one value per object, the depth order by hand, the labels pe
 of the single-object split, factors drawn independently of the category, and the dataset
 classes reading a factor."""
 import json
+import os.path as osp
 from collections import Counter
 
 import cv2
@@ -124,6 +125,16 @@ def test_datasets_read_a_factor(world):
                 (world / 'cls' / 'meta' / 'val_colour.txt').read_text().split('\n')[:-1]]
     assert [colour.get_data_info(i)['gt_label'] for i in range(len(colour))] == expected
     assert colour.metainfo['classes'] == COLOURS
+    # every factor's label beside the folder's (category), matched by image, not by line
+    both = CLS.build(dict(type='ToyWorldImageFolder', data_root=str(world),
+                          data_prefix='cls/val', extra_factors=['colour', 'size'], pipeline=[]))
+    by_path = {colour.get_data_info(i)['img_path']: colour.get_data_info(i)['gt_label']
+               for i in range(len(colour))}
+    infos = [both.get_data_info(i) for i in range(len(both))]
+    assert [i['gt_label_colour'] for i in infos] == [by_path[i['img_path']] for i in infos]
+    folders = [osp.basename(osp.dirname(i['img_path'])) for i in infos]
+    assert [both.metainfo['classes'][i['gt_label']] for i in infos] == folders
+    assert {i['gt_label_size'] for i in infos} <= set(range(len(FACTORS['size'])))
     init_default_scope('mmseg')
     depth = SEG.build(dict(type='ToyWorldSegDataset', data_root=str(world),
                            data_prefix=dict(img_path='images/val', seg_map_path='seg/val'),
@@ -147,4 +158,7 @@ def test_a_factor_of_a_version_1_world_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match='version-2 toy worlds only'):
         DATASETS.build(dict(type='ToyWorldImageFolder', data_root=str(root),
                             data_prefix='cls/val', factor='colour'))
+    with pytest.raises(FileNotFoundError, match='version-2 toy worlds only'):
+        DATASETS.build(dict(type='ToyWorldImageFolder', data_root=str(root),
+                            data_prefix='cls/val', extra_factors=['size']))
     assert json.loads((root / 'DONE').read_text())['version'] == 1

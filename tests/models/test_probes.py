@@ -75,6 +75,31 @@ def test_knn_vote_equals_dinos_knn_classifier():
     assert float(ours[0][0]) == pytest.approx(top1) and float(ours[1][0]) == pytest.approx(top5)
 
 
+def test_extra_labellings_vote_like_dinos_classifier_given_each():
+    """``extra_labels``: every labelling of the same images is scored from the same
+    neighbours, as DINO's classifier scores it when given that labelling alone."""
+    from dmt_mm.errors import ConfigError
+    g = torch.Generator().manual_seed(1)
+    centres = torch.randn(36, 32, generator=g)
+    train_ids = torch.randint(0, 36, (400, ), generator=g)  # 36 = 6 categories x 6 colours
+    test_ids = torch.randint(0, 36, (200, ), generator=g)
+    train = F.normalize(centres[train_ids] + 1.2 * torch.randn(400, 32, generator=g), dim=1)
+    test = F.normalize(centres[test_ids] + 1.2 * torch.randn(200, 32, generator=g), dim=1)
+    model, _ = toy_knn_model(extra_labels=dict(colour=6))
+    model.register_buffer('prototype_vecs', train, persistent=False)
+    model.register_buffer('prototype_labels', train_ids // 6, persistent=False)
+    model.prototype_extra_labels = {'colour': train_ids % 6}
+    scores = model.class_scores(test)
+    for name, train_labels, test_labels in ((None, train_ids // 6, test_ids // 6),
+                                            ('colour', train_ids % 6, test_ids % 6)):
+        top1, _, probs = dino_knn_classifier(train, train_labels, test, test_labels, 20, 0.07,
+                                             num_classes=6)
+        torch.testing.assert_close(scores[name], probs / probs.sum(1, keepdim=True))
+        assert 100 / 6 < top1 < 100, name
+    with pytest.raises(ConfigError, match="extra_labels: 'colour' needs its number of classes"):
+        toy_knn_model(extra_labels=dict(colour=0))
+
+
 def toy_knn_model(**kwargs):
     """The toy k-NN config's model, with ``kwargs`` merged (built in mmpretrain's scope)."""
     from mmpretrain.registry import MODELS
@@ -114,7 +139,7 @@ def _extract_on_rank(rank, world_size, port, root, state, out):
         prototype.batch_size = 2
         with DefaultScope.overwrite_default_scope('mmpretrain'):
             loader = Runner.build_dataloader(prototype)
-        feats, labels = model._extract(loader)
+        feats, labels, _ = model._extract(loader)
         if rank == 0:
             torch.save(dict(feats=feats, labels=labels), out)
     finally:
@@ -137,7 +162,7 @@ def test_knn_features_of_two_ranks_equal_one_process(tmp_path):
                              pipeline=prototype.dataset.pipeline)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         loader = Runner.build_dataloader(prototype)
-    feats, labels = model._extract(loader)
+    feats, labels, _ = model._extract(loader)
     assert feats.shape == (7, 64) and labels.tolist() == [0, 0, 0, 0, 1, 1, 1]
     torch.testing.assert_close(feats.norm(dim=1), torch.ones(7))
     out = tmp_path / 'two_ranks.pth'
@@ -290,6 +315,37 @@ def test_toy_knn_probe_through_test_tool(small_toy_world, tmp_path):
     assert too_many.returncode == 1 and 'Traceback' not in too_many.stdout
     assert (f'error: k=100000 neighbours, but the training set has {len(train_labels)} '
             'images: lower model.k') in too_many.stdout
+
+
+@pytest.mark.slow
+def test_study_knn_config_scores_every_factor_in_one_pass(tmp_path):
+    """The study's k-NN config (toy world v2) reports the category and, from the same pass,
+    colour / texture / size: each top-1 equals DINO's classifier on features computed here,
+    with that factor's labels read from the world's label files."""
+    from dmt_mm.datasets import generate_toy_world
+    from dmt_mm.datasets.toy_world import FACTORS, ToyWorldSpec
+    generate_toy_world(str(tmp_path / 'data' / 'toy_world'), ToyWorldSpec(
+        version=2, num_train=2, num_val=1, cls_per_class_train=5, cls_per_class_val=4))
+    state = random_student(tmp_path / 'student.pth')
+    run_tool([TOOLS / 'test.py', CONFIGS / 'toy' / 'pipeline' /
+              'knn_dmt-vit-toy-p16_k20-t0.07_toyworld-cls.py', tmp_path / 'student.pth',
+              '--work-dir', tmp_path / 'knn'], cwd=tmp_path, env=ONE_THREAD)
+    metrics = json.loads((tmp_path / 'knn' / 'test_metrics.json').read_text())
+    cls_root = tmp_path / 'data' / 'toy_world' / 'cls'
+    for factor in ('category', 'colour', 'texture', 'size'):
+        feats = {}
+        for split in ('train', 'val'):
+            features, _ = toy_features(state, tmp_path, split)
+            labels = dict(line.split() for line in
+                          (cls_root / 'meta' / f'{split}_{factor}.txt').read_text().splitlines())
+            files = sorted((cls_root / split).glob('*/*.png'))  # toy_features' order
+            feats[split] = features, torch.tensor([int(labels[f'{f.parent.name}/{f.name}'])
+                                                   for f in files])
+        # (the transcription's top-5 needs 5 classes; empty ones never win a top-1)
+        top1, _, _ = dino_knn_classifier(*feats['train'], *feats['val'], 20, 0.07,
+                                         max(5, len(FACTORS[factor])))
+        key = 'accuracy/top1' if factor == 'category' else f'{factor}_accuracy/top1'
+        assert metrics[key] == pytest.approx(top1, abs=1e-3), factor
 
 
 @pytest.mark.slow

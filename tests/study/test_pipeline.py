@@ -133,6 +133,12 @@ def test_pretrain_seconds_and_metrics_by_hand(tmp_path):
     assert values == {'ap_box': 0.0, 'ap_mask': 0.0} and 'no detections' in notes[0]
     assert task_values('seg', {'mIoU': 55.5, 'aAcc': 90})[0] == {'miou': 55.5}
     assert task_values('cls', {'accuracy/top1': 62.5})[0] == {'top1': 62.5}
+    # a factor: from a probe of several factors (MultiTasksMetric's keys), or of it alone
+    several = {'accuracy/top1': 20.0, 'colour_accuracy/top1': 80.0, 'size_accuracy/top1': 45.0}
+    assert task_values('knn/colour', several)[0] == {'knn_top1/colour': 80.0}
+    assert task_values('knn/colour', {'accuracy/top1': 79.0})[0] == {'knn_top1/colour': 79.0}
+    with pytest.raises(ResultsError, match="no texture_accuracy/top1 among the factors scored"):
+        task_values('knn/texture', several)  # never the category's top-1 instead
     with pytest.raises(ResultsError, match='without mIoU'):
         task_values('seg', {'aAcc': 90})
 
@@ -243,9 +249,8 @@ def test_quick_study_writes_every_artifact_with_numbers_in_range(quick_study):
     root, proc = quick_study
     for i, name in enumerate(['data', 'teacher_mae', 'teacher_mocov3', 'teacher_byol', 'dmt',
                               'extract_dmt', 'det_dmt', 'seg_dmt', 'cls_dmt', 'knn_dmt',
-                              'linear_dmt', 'seg_linear_dmt', 'knn-colour_dmt',
-                              'knn-texture_dmt', 'knn-size_dmt', 'results'], 1):
-        assert f'[{i}/16] {name}: done in' in proc.stdout
+                              'linear_dmt', 'seg_linear_dmt', 'results'], 1):
+        assert f'[{i}/13] {name}: done in' in proc.stdout
         assert read_marker(str(root / name)) is not None
     results = root / 'results'
     for name in ('results.md', 'results.csv', 'results.json', 'results_figure.png',
@@ -310,8 +315,8 @@ def test_quick_study_resumes(quick_study):
     (root / 'results' / 'stale.txt').write_text('from a killed run')
     proc = run_tool([TOOLS / 'run_pipeline.py', '--quick', '--work-dir', root], cwd=root)
     skipped = [line for line in proc.stdout.splitlines() if 'done earlier' in line]
-    assert len(skipped) == 15
-    assert '[16/16] results: an earlier run stopped inside it' in proc.stdout
+    assert len(skipped) == 12
+    assert '[13/13] results: an earlier run stopped inside it' in proc.stdout
     assert not (root / 'results' / 'stale.txt').exists()
     assert (root / 'results' / 'results.md').exists()
 
@@ -331,11 +336,12 @@ def test_options_are_checked():
     assert {'dmt', 'dmt_s1', 'cls_scratch_s1', 'det_dmt_sfd', 'extract_dmt_mae_s1'} <= \
         set(names)
     assert 'scratch' not in names and 'extract_scratch' not in names  # nothing to pretrain
-    # 6 pretrained methods x 2 seeds x (pretrain + extract + 3 transfers + 3 probes + 3
-    # k-NN probes of the other factors) + 2 seeds x 9 for scratch
-    assert len(names) == 4 + 6 * 2 * 11 + 2 * 9 + 1
-    assert {'knn-colour_dmt', 'knn-texture_scratch_s1', 'knn-size_dmt_sfd'} <= set(names)
+    # 6 pretrained methods x 2 seeds x (pretrain + extract + 3 transfers + 3 probes) + 2
+    # seeds x 6 for scratch; the k-NN stage also fills the factor columns
+    assert len(names) == 4 + 6 * 2 * 8 + 2 * 6 + 1
     assert np.unique(names).size == len(names)
+    knn = [r for r in study.runs if r.work_dir == study.path('knn_scratch_s1')]
+    assert [r.task for r in knn] == ['knn', 'knn/colour', 'knn/texture', 'knn/size']
 
 
 def test_stage_commands_use_the_given_checkout_and_fit_the_configs():
@@ -386,6 +392,26 @@ def test_default_lengths_are_the_configs_own():
             assert c.train_cfg.max_iters == lengths[f'{task}_iters']
         elif spec['by'] == 'epochs':
             assert c.train_cfg.max_epochs == lengths[f'{task}_epochs']
+
+
+def test_knn_stage_scores_the_study_factors_with_the_base_preprocessing():
+    """The study's k-NN config scores exactly KNN_FACTORS, each with its number of values,
+    and preprocesses as the toy k-NN config it extends (only the packed labels differ)."""
+    from mmengine.config import Config
+
+    from dmt_mm.datasets.toy_world import FACTORS
+    from dmt_mm.study.design import KNN_FACTORS, TASKS
+    study = Config.fromfile(str(STUDY_CONFIGS / TASKS['knn']['config']))
+    base = Config.fromfile(str(CONFIGS / 'toy' / 'knn_vit-toy-p16_k20-t0.07_toyworld-cls.py'))
+    assert study.model.extra_labels == {f: len(FACTORS[f]) for f in KNN_FACTORS}
+    metric = next(m for m in study.test_evaluator if m['type'] == 'MultiTasksMetric')
+    assert list(metric['task_metrics']) == list(KNN_FACTORS)
+    for loader in (study.model.prototype, study.test_dataloader):
+        assert loader.dataset.extra_factors == list(KNN_FACTORS)
+        *transforms, pack = loader.dataset.pipeline
+        assert transforms == base.test_dataloader.dataset.pipeline[:-1]
+        assert pack == dict(type='PackInputs',
+                            algorithm_keys=[f'gt_label_{f}' for f in KNN_FACTORS])
 
 
 def test_config_digest_follows_local_bases(tmp_path):

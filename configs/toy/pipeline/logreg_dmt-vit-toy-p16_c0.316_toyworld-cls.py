@@ -8,7 +8,7 @@
 # study ran for 5 epochs): LARS moves the head by lr * eta of its norm per step, and 5
 # epochs at the toy batch left it at its initialisation (training loss ln 6 throughout,
 # measured), so that probe read noise (seed std 2.8 points).
-_base_ = ['./knn_dmt-vit-toy-p16_k20-t0.07_toyworld-cls.py']
+_base_ = ['../knn_vit-toy-p16_k20-t0.07_toyworld-cls.py']  # the k-NN probe's data, features
 
 protocol = dict(_delete_=True, name='clip-linear-probe', card='docs/protocols/logistic_probe.md',
                 source='openai/CLIP README.md (Linear-probe evaluation)')

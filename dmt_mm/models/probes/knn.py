@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import os.path as osp
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import mmengine.dist as dist
 import torch
@@ -48,11 +48,20 @@ def knn_vote(features: torch.Tensor, train_features: torch.Tensor,
     ``train_features`` (N x D, L2-normalised) and ``train_labels`` (N) are the neighbours.
     Returns B x ``num_classes`` sums of ``exp(cosine / temperature)`` over the ``k`` nearest
     neighbours of each class (DINO's ``probs``, before its sort)."""
-    similarity = features @ train_features.t()
-    distances, indices = similarity.topk(k, dim=1, largest=True, sorted=True)
-    neighbours = train_labels[indices]                                    # B x k
-    one_hot = F.one_hot(neighbours, num_classes).to(distances.dtype)      # B x k x C
-    weights = (distances / temperature).exp()
+    return vote(*nearest(features, train_features, k), train_labels, temperature, num_classes)
+
+
+def nearest(features: torch.Tensor, train_features: torch.Tensor,
+            k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Cosine similarities (B x k, descending) and indices of the ``k`` nearest neighbours."""
+    return (features @ train_features.t()).topk(k, dim=1, largest=True, sorted=True)
+
+
+def vote(similarities: torch.Tensor, indices: torch.Tensor, train_labels: torch.Tensor,
+         temperature: float, num_classes: int) -> torch.Tensor:
+    """DINO's vote of the neighbours found by :func:`nearest`, for one labelling."""
+    one_hot = F.one_hot(train_labels[indices], num_classes).to(similarities.dtype)  # B x k x C
+    weights = (similarities / temperature).exp()
     return (one_hot * weights.unsqueeze(-1)).sum(dim=1)
 
 
@@ -83,6 +92,12 @@ class KNNClassifier(BaseRetriever):
         temperature: the vote's temperature T (DINO: 0.07).
         feature_cache: optional file for the prototype features; reused when it was written
             for the same weights and data, rewritten otherwise.
+        extra_labels: more labellings of the same images, ``{name: num_classes}``, scored
+            from the same features and neighbours in the same pass (as DINO's
+            ``eval_knn.py`` scores several ``k`` in one). Every data sample carries
+            ``gt_label_<name>`` (``PackInputs(algorithm_keys=...)``); the prediction is set
+            as field ``<name>`` (``pred_score``, ``gt_label``, ``eval_mask``), the layout
+            mmpretrain's ``MultiTasksMetric`` reads: it reports ``<name>_accuracy/top1``.
     """
 
     normalise_features = True  # cosine similarity; the logistic probe keeps them raw
@@ -90,6 +105,7 @@ class KNNClassifier(BaseRetriever):
     def __init__(self, backbone: dict, prototype: dict, num_classes: int,
                  neck: Optional[dict] = None, k: int = 20, temperature: float = 0.07,
                  feature_cache: Optional[str] = None,
+                 extra_labels: Optional[Dict[str, int]] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
         data_preprocessor = dict(data_preprocessor or {})
         data_preprocessor.setdefault('type', 'mmpretrain.ClsDataPreprocessor')
@@ -105,6 +121,11 @@ class KNNClassifier(BaseRetriever):
         self.k = k
         self.temperature = temperature
         self.feature_cache = feature_cache
+        self.extra_labels = dict(extra_labels or {})
+        for name, classes in self.extra_labels.items():
+            if not isinstance(classes, int) or classes < 1:
+                raise ConfigError(f'extra_labels: {name!r} needs its number of classes (an '
+                                  f'integer >= 1), got {classes!r}')
         self.requires_grad_(False)
 
     # ------------------------------------------------------------------ features
@@ -127,27 +148,42 @@ class KNNClassifier(BaseRetriever):
         return F.normalize(feats, dim=1, p=2) if self.normalise_features else feats
 
     @torch.no_grad()
-    def _extract(self, loader) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(features, labels) of the whole loader's dataset, on every rank."""
+    def _extra_label(self, sample, name: str) -> int:
+        label = sample.get(f'gt_label_{name}')
+        if label is None:
+            raise ConfigError(f'extra_labels names {name!r}, but the data samples carry no '
+                              f'gt_label_{name}: give the dataset that labelling and pack it '
+                              f"with PackInputs(algorithm_keys=['gt_label_{name}'])")
+        return int(label)
+
+    @torch.no_grad()
+    def _extract(self, loader) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
+        """(features, labels, extra labels by name) of the whole loader's dataset, on every
+        rank."""
         self.eval()
         feats, labels, indices = [], [], []
+        extra = {name: [] for name in self.extra_labels}
         for data_batch in track_on_main_process(loader, 'Extracting k-NN features'):
             data = self.data_preprocessor(data_batch, False)
             feats.append(self.extract_feat(data['inputs']))
             labels += [int(s.gt_label[0]) for s in data['data_samples']]
             indices += [int(s.sample_idx) for s in data['data_samples']]
+            for name, values in extra.items():
+                values += [self._extra_label(s, name) for s in data['data_samples']]
         device = feats[0].device
         feats = _gather(torch.cat(feats))
-        labels = _gather(torch.tensor(labels, device=device))
         indices = _gather(torch.tensor(indices, device=device))
         size = len(loader.dataset)
         if torch.unique(indices).numel() != size:
             raise RuntimeError(f'k-NN features cover {torch.unique(indices).numel()} of the '
                                f'{size} training images: the prototype loader must visit '
                                'every image (a DefaultSampler with shuffle=False)')
+
+        def in_order(values):
+            values = _gather(torch.tensor(values, device=device))
+            return values.new_zeros(size).index_copy_(0, indices, values)
         out_feats = feats.new_zeros(size, feats.shape[1]).index_copy_(0, indices, feats)
-        out_labels = labels.new_zeros(size).index_copy_(0, indices, labels)
-        return out_feats, out_labels
+        return out_feats, in_order(labels), {name: in_order(v) for name, v in extra.items()}
 
     def _fingerprint(self, loader) -> str:
         """Hash of the probe type (their features differ), the encoder's weights and the
@@ -175,15 +211,19 @@ class KNNClassifier(BaseRetriever):
         fingerprint = self._fingerprint(loader)
         cached = self._read_cache(fingerprint)
         if cached is None:
-            feats, labels = self._extract(loader)
-            self._write_cache(feats, labels, fingerprint)
+            feats, labels, extra = self._extract(loader)
+            self._write_cache(feats, labels, extra, fingerprint)
         else:
-            feats, labels = cached
-        if int(labels.max()) >= self.num_classes:
-            raise ConfigError(f'training label {int(labels.max())} >= num_classes='
-                              f'{self.num_classes}: set model.num_classes to the dataset\'s')
+            feats, labels, extra = cached
+        checks = [(labels, self.num_classes, 'num_classes')] + [
+            (extra[n], c, f"extra_labels['{n}']") for n, c in self.extra_labels.items()]
+        for values, classes, key in checks:
+            if int(values.max()) >= classes:
+                raise ConfigError(f'training label {int(values.max())} >= {key}={classes}: '
+                                  f'set model.{key} to the dataset\'s')
         self.register_buffer('prototype_vecs', feats.to(device), persistent=False)
         self.register_buffer('prototype_labels', labels.to(device), persistent=False)
+        self.prototype_extra_labels = {n: v.to(device) for n, v in extra.items()}
         self.fit_prototype()
         self.prototype_inited = True
 
@@ -201,20 +241,21 @@ class KNNClassifier(BaseRetriever):
             data[0] = torch.load(self.feature_cache, map_location='cpu', weights_only=True)
         dist.broadcast_object_list(data, src=0)
         cache = data[0]
-        if cache.get('fingerprint') != fingerprint:
+        extra = cache.get('extra_labels', {})
+        if cache.get('fingerprint') != fingerprint or set(self.extra_labels) - set(extra):
             print_log(f'k-NN: {self.feature_cache} holds features of other weights or data; '
                       'extracting them again', logger='current')
             return None
         print_log(f'k-NN: training features read from {self.feature_cache}', logger='current')
-        return cache['features'], cache['labels']
+        return cache['features'], cache['labels'], {n: extra[n] for n in self.extra_labels}
 
-    def _write_cache(self, feats, labels, fingerprint):
+    def _write_cache(self, feats, labels, extra, fingerprint):
         if not self.feature_cache or not dist.is_main_process():
             return
         os.makedirs(osp.dirname(osp.abspath(self.feature_cache)), exist_ok=True)
         tmp = self.feature_cache + '.tmp'
-        torch.save(dict(features=feats.cpu(), labels=labels.cpu(), fingerprint=fingerprint),
-                   tmp)
+        torch.save(dict(features=feats.cpu(), labels=labels.cpu(), fingerprint=fingerprint,
+                        extra_labels={n: v.cpu() for n, v in extra.items()}), tmp)
         os.replace(tmp, self.feature_cache)  # never a half-written cache
         print_log(f'k-NN: training features written to {self.feature_cache}',
                   logger='current')
@@ -231,6 +272,21 @@ class KNNClassifier(BaseRetriever):
         return knn_vote(inputs, self.prototype_vecs, self.prototype_labels, self.k,
                         self.temperature, self.num_classes)
 
+    def labellings(self):
+        """(name, training labels, classes): the main labels (name None), then the extras."""
+        return [(None, self.prototype_labels, self.num_classes)] + [
+            (n, self.prototype_extra_labels[n], c) for n, c in self.extra_labels.items()]
+
+    def class_scores(self, features: torch.Tensor) -> Dict[Optional[str], torch.Tensor]:
+        """Scores (rows sum to 1) of every labelling: the normalised votes of the same
+        ``k`` neighbours."""
+        similarities, indices = nearest(features, self.prototype_vecs, self.k)
+        scores = {}
+        for name, labels, classes in self.labellings():
+            votes = vote(similarities, indices, labels, self.temperature, classes)
+            scores[name] = votes / votes.sum(dim=1, keepdim=True)
+        return scores
+
     # ------------------------------------------------------------------ prediction
     def loss(self, inputs, data_samples):
         raise RuntimeError('a k-NN probe has nothing to train: run tools/test.py with this '
@@ -240,10 +296,15 @@ class KNNClassifier(BaseRetriever):
                 data_samples: Optional[List[DataSample]] = None, **kwargs):
         if not self.prototype_inited:
             self.prepare_prototype()
-        votes = self.matching(self.extract_feat(inputs))
-        scores = votes / votes.sum(dim=1, keepdim=True)
+        scores = self.class_scores(self.extract_feat(inputs))
         if data_samples is None:
-            data_samples = [DataSample() for _ in range(scores.shape[0])]
-        for sample, score in zip(data_samples, scores):
+            data_samples = [DataSample() for _ in range(inputs.shape[0])]
+        for i, sample in enumerate(data_samples):
+            score = scores[None][i]
             sample.set_pred_score(score).set_pred_label(score.argmax(keepdim=True))
+            for name in self.extra_labels:
+                result = dict(pred_score=scores[name][i], eval_mask=True)
+                if f'gt_label_{name}' in sample:
+                    result['gt_label'] = torch.tensor([self._extra_label(sample, name)])
+                sample.set_field(result, name)
         return data_samples

@@ -70,21 +70,29 @@ class LogisticRegressionClassifier(KNNClassifier):
         self.max_iter = max_iter
 
     def fit_prototype(self):
-        """Fit the classifier on the training features (the k-NN size check does not
-        apply)."""
-        weight, bias, steps = fit_logistic_regression(
-            self.prototype_vecs.cpu(), self.prototype_labels.cpu(), self.num_classes,
-            self.C, self.max_iter)
-        print_log(f'logistic regression: fitted on {self.prototype_labels.numel()} training '
-                  f'features in {steps} L-BFGS iterations (C={self.C})', logger='current')
-        device = self.prototype_vecs.device
-        self.register_buffer('classifier_weight', weight.to(device), persistent=False)
-        self.register_buffer('classifier_bias', bias.to(device), persistent=False)
+        """Fit one classifier per labelling on the training features (the k-NN size check
+        does not apply)."""
+        self.classifiers = {}
+        for name, labels, classes in self.labellings():
+            weight, bias, steps = fit_logistic_regression(
+                self.prototype_vecs.cpu(), labels.cpu(), classes, self.C, self.max_iter)
+            print_log(f'logistic regression{f" ({name})" if name else ""}: fitted on '
+                      f'{labels.numel()} training features in {steps} L-BFGS iterations '
+                      f'(C={self.C})', logger='current')
+            device = self.prototype_vecs.device
+            self.classifiers[name] = (weight.to(device), bias.to(device))
+
+    def _probabilities(self, inputs: torch.Tensor, name=None) -> torch.Tensor:
+        weight, bias = self.classifiers[name]
+        return (inputs.double() @ weight.t() + bias).softmax(dim=1).to(inputs.dtype)
 
     def matching(self, inputs: torch.Tensor):
         """Class probabilities of the fitted classifier."""
-        logits = inputs.double() @ self.classifier_weight.t() + self.classifier_bias
-        return logits.softmax(dim=1).to(inputs.dtype)
+        return self._probabilities(inputs)
+
+    def class_scores(self, features: torch.Tensor):
+        """Class probabilities of every labelling's classifier."""
+        return {name: self._probabilities(features, name) for name, _, _ in self.labellings()}
 
     def loss(self, inputs, data_samples):
         raise RuntimeError('the logistic-regression probe is fitted when it is tested: run '
