@@ -57,6 +57,27 @@ def test_fit_equals_scipy_on_sklearns_objective():
     assert fit_logistic_regression(feats, labels, 4, C=10.0)[0].norm() > w.norm()
 
 
+def test_each_labelling_gets_its_own_fit():
+    """With ``extra_labels`` the probe fits one classifier per labelling of the same
+    features, each equal to the SciPy reference fitted on that labelling alone."""
+    from test_probes import toy_knn_model
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, 8, (400,), generator=g)  # 8 = 4 categories x 2 colours
+    feats = torch.randn(400, 12, generator=g) * 3
+    feats[:, :8] += 2 * torch.nn.functional.one_hot(ids, 8)
+    model, _ = toy_knn_model(type='LogisticRegressionClassifier', num_classes=4,
+                             extra_labels=dict(colour=2))
+    model.register_buffer('prototype_vecs', feats, persistent=False)
+    model.register_buffer('prototype_labels', ids // 2, persistent=False)
+    model.prototype_extra_labels = {'colour': ids % 2}
+    model.fit_prototype()
+    test = torch.randn(100, 12, generator=g) * 3
+    scores = model.class_scores(test)
+    for name, labels, classes in ((None, ids // 2, 4), ('colour', ids % 2, 2)):
+        w, b = sklearn_logistic_regression(feats, labels, classes)
+        assert np.abs(scores[name].numpy() - probabilities(test, w, b)).max() < 1e-4, name
+
+
 @pytest.mark.slow
 def test_toy_logistic_probe_through_test_tool(small_toy_world, tmp_path):
     """tools/test.py on the study's logistic-regression config: top-1 equals the SciPy

@@ -147,7 +147,6 @@ class KNNClassifier(BaseRetriever):
         feats = feats.flatten(1)
         return F.normalize(feats, dim=1, p=2) if self.normalise_features else feats
 
-    @torch.no_grad()
     def _extra_label(self, sample, name: str) -> int:
         label = sample.get(f'gt_label_{name}')
         if label is None:
