@@ -5,6 +5,8 @@ from mmengine.fileio import list_from_file
 from mmpretrain.datasets import CustomDataset
 from mmpretrain.registry import DATASETS
 
+from dmt_mm.errors import ConfigError, DataError
+
 from .prepare import ensure_toy_world
 from .toy_world import FACTORS
 
@@ -24,8 +26,13 @@ class ToyWorldImageFolder(CustomDataset):
 
     def __init__(self, *args, toy_world=None, factor=None, extra_factors=(), **kwargs):
         ensure_toy_world(kwargs['data_root'], toy_world)
+        if isinstance(extra_factors, str):
+            raise ConfigError(f'extra_factors={extra_factors!r}: give a list of factors, '
+                              f'e.g. [{extra_factors!r}]')
         self.extra_factors = tuple(extra_factors)
-        self._split = osp.basename(osp.normpath(kwargs['data_prefix']))
+        prefix = kwargs.get('data_prefix', '')
+        prefix = prefix.get('img_path', '') if isinstance(prefix, dict) else prefix
+        self._split = osp.basename(osp.normpath(prefix or '.'))
         if factor is not None:
             kwargs['ann_file'] = self._factor_file(kwargs['data_root'], factor)
             kwargs['metainfo'] = dict(classes=FACTORS[factor])
@@ -36,8 +43,8 @@ class ToyWorldImageFolder(CustomDataset):
     def _factor_file(self, data_root, factor):
         """``cls/meta/<split>_<factor>.txt`` (relative to ``data_root``), checked."""
         if factor not in ('category', 'colour', 'texture', 'size'):
-            raise ValueError(f'factor={factor!r}: the single-object split is labelled '
-                             "by 'category', 'colour', 'texture' or 'size'")
+            raise ConfigError(f'factor {factor!r}: the single-object split is labelled '
+                              "by 'category', 'colour', 'texture' or 'size'")
         ann_file = osp.join('cls', 'meta', f'{self._split}_{factor}.txt')
         if not osp.isfile(osp.join(data_root, ann_file)):
             raise FileNotFoundError(
@@ -48,11 +55,15 @@ class ToyWorldImageFolder(CustomDataset):
     def load_data_list(self):
         data_list = super().load_data_list()
         for extra in self.extra_factors:
+            ann_file = osp.join(self.data_root, self._factor_file(self.data_root, extra))
             labels = {}
-            for line in list_from_file(osp.join(self.data_root, self._factor_file(
-                    self.data_root, extra))):
+            for line in list_from_file(ann_file):
                 path, label = line.strip().rsplit(' ', 1)
                 labels[osp.normpath(osp.join(self.img_prefix, path))] = int(label)
             for info in data_list:
-                info[f'gt_label_{extra}'] = labels[osp.normpath(info['img_path'])]
+                path = osp.normpath(info['img_path'])
+                if path not in labels:
+                    raise DataError(f'{path} has no line in {ann_file}: regenerate the toy '
+                                    'world (delete its folder)')
+                info[f'gt_label_{extra}'] = labels[path]
         return data_list

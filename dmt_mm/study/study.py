@@ -56,18 +56,16 @@ def _log_options(lengths: Dict) -> List[str]:
 
 
 def _factor_options(task: str, factor: Optional[str]) -> List[str]:
-    """--cfg-options that make a probe config read one factor's labels."""
+    """--cfg-options that make a trained dense probe read one factor's label maps (the
+    k-NN stage scores its factors itself: ``Study.columns_of``)."""
     if factor is None:
         return []
-    n = len(FACTORS[factor])
-    if TASKS[task]['by'] is None:  # k-NN, logistic regression: tools/test.py only
-        # (top-5 of fewer than 5 values is refused by the metric)
-        return [f'model.prototype.dataset.factor={factor}',
-                f'test_dataloader.dataset.factor={factor}', f'model.num_classes={n}',
-                f'model.data_preprocessor.num_classes={n}'] + \
-            ([] if n >= 5 else ['test_evaluator.topk=(1,)'])
+    if TASKS[task]['by'] is None:
+        raise ValueError(f'{task}/{factor}: the study runs one stage per factor for the '
+                         'trained probes only')
     return [f'{loader}.dataset.factor={factor}' for loader in
-            ('train_dataloader', 'val_dataloader')] + [f'model.decode_head.num_classes={n}']
+            ('train_dataloader', 'val_dataloader')] + \
+        [f'model.decode_head.num_classes={len(FACTORS[factor])}']
 
 
 class Study:

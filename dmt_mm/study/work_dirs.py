@@ -74,13 +74,16 @@ def task_values(task: str, metrics: Dict) -> Tuple[Dict[str, float], List[str]]:
     notes = []
     base, factor = split_task(task)
     if factor is not None:
-        # a probe that scored several factors in one pass reports '<factor>_accuracy/top1'
-        # (mmpretrain's MultiTasksMetric); a run of this factor alone, 'accuracy/top1'
-        own = {k[len(factor) + 1:]: v for k, v in metrics.items() if k.startswith(f'{factor}_')}
-        if not own and any(k.endswith('_accuracy/top1') for k in metrics):
-            raise ResultsError(f'no {factor}_accuracy/top1 among the factors scored: '
-                               f'{sorted(k for k in metrics if k.endswith("_accuracy/top1"))}')
-        values, notes = task_values(base, own or metrics)
+        if base in ('knn', 'linear'):
+            # a probe of the single-object split scores its factors beside the category and
+            # reports '<factor>_accuracy/top1' (mmpretrain's MultiTasksMetric); its
+            # 'accuracy/top1' is the category's and never stands in for a factor
+            key = f'{factor}_accuracy/top1'
+            if key not in metrics:
+                raise ResultsError(f'no {key} in the metrics ({sorted(metrics)}): run the probe '
+                                   f'with model.extra_labels naming {factor!r}')
+            metrics = {'accuracy/top1': metrics[key]}
+        values, notes = task_values(base, metrics)
         return {f'{k}/{factor}': v for k, v in values.items()}, notes
     if task in ('cls', 'knn', 'linear'):
         key = next((k for k in ('accuracy/top1', 'top1') if k in metrics), None)

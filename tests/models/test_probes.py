@@ -80,11 +80,11 @@ def test_extra_labellings_vote_like_dinos_classifier_given_each():
     neighbours, as DINO's classifier scores it when given that labelling alone."""
     from dmt_mm.errors import ConfigError
     g = torch.Generator().manual_seed(1)
-    centres = torch.randn(36, 32, generator=g)
+    centres = torch.randn(36, 64, generator=g)
     train_ids = torch.randint(0, 36, (400, ), generator=g)  # 36 = 6 categories x 6 colours
     test_ids = torch.randint(0, 36, (200, ), generator=g)
-    train = F.normalize(centres[train_ids] + 1.2 * torch.randn(400, 32, generator=g), dim=1)
-    test = F.normalize(centres[test_ids] + 1.2 * torch.randn(200, 32, generator=g), dim=1)
+    train = F.normalize(centres[train_ids] + 2.5 * torch.randn(400, 64, generator=g), dim=1)
+    test = F.normalize(centres[test_ids] + 2.5 * torch.randn(200, 64, generator=g), dim=1)
     model, _ = toy_knn_model(extra_labels=dict(colour=6))
     model.register_buffer('prototype_vecs', train, persistent=False)
     model.register_buffer('prototype_labels', train_ids // 6, persistent=False)
@@ -98,6 +98,13 @@ def test_extra_labellings_vote_like_dinos_classifier_given_each():
         assert 100 / 6 < top1 < 100, name
     with pytest.raises(ConfigError, match="extra_labels: 'colour' needs its number of classes"):
         toy_knn_model(extra_labels=dict(colour=0))
+    with pytest.raises(ConfigError, match="'img_path' cannot name a data-sample field"):
+        toy_knn_model(extra_labels=dict(img_path=3))
+    # a labelled test sample without one of the labellings: one line naming the fix
+    from mmpretrain.structures import DataSample
+    model.prototype_inited = True
+    with pytest.raises(ConfigError, match='the data samples carry no gt_label_colour'):
+        model.predict(torch.zeros(1, 3, 64, 64), [DataSample().set_gt_label(0)])
 
 
 def toy_knn_model(**kwargs):

@@ -133,12 +133,15 @@ def test_pretrain_seconds_and_metrics_by_hand(tmp_path):
     assert values == {'ap_box': 0.0, 'ap_mask': 0.0} and 'no detections' in notes[0]
     assert task_values('seg', {'mIoU': 55.5, 'aAcc': 90})[0] == {'miou': 55.5}
     assert task_values('cls', {'accuracy/top1': 62.5})[0] == {'top1': 62.5}
-    # a factor: from a probe of several factors (MultiTasksMetric's keys), or of it alone
+    # a factor of a probe that scored several in one pass (MultiTasksMetric's keys); never
+    # the category's top-1 in its place
     several = {'accuracy/top1': 20.0, 'colour_accuracy/top1': 80.0, 'size_accuracy/top1': 45.0}
     assert task_values('knn/colour', several)[0] == {'knn_top1/colour': 80.0}
-    assert task_values('knn/colour', {'accuracy/top1': 79.0})[0] == {'knn_top1/colour': 79.0}
-    with pytest.raises(ResultsError, match="no texture_accuracy/top1 among the factors scored"):
-        task_values('knn/texture', several)  # never the category's top-1 instead
+    for metrics in (several, {'accuracy/top1': 79.0}):
+        with pytest.raises(ResultsError, match='no texture_accuracy/top1 in the metrics'):
+            task_values('knn/texture', metrics)
+    assert task_values('seg_linear/depth', {'mIoU': 30.0})[0] == \
+        {'seg_linear_miou/depth': 30.0}
     with pytest.raises(ResultsError, match='without mIoU'):
         task_values('seg', {'aAcc': 90})
 

@@ -121,8 +121,15 @@ class KNNClassifier(BaseRetriever):
         self.k = k
         self.temperature = temperature
         self.feature_cache = feature_cache
+        if extra_labels is not None and not isinstance(extra_labels, dict):
+            raise ConfigError(f'extra_labels must map a name to its number of classes, e.g. '
+                              f'dict(colour=6), got {extra_labels!r}')
         self.extra_labels = dict(extra_labels or {})
         for name, classes in self.extra_labels.items():
+            if not str(name).isidentifier() or hasattr(DataSample, name) or name in (
+                    'gt_label', 'pred_score', 'pred_label', 'sample_idx', 'img_path'):
+                raise ConfigError(f'extra_labels: {name!r} cannot name a data-sample field '
+                                  '(a Python name, not one of DataSample\'s): rename it')
             if not isinstance(classes, int) or classes < 1:
                 raise ConfigError(f'extra_labels: {name!r} needs its number of classes (an '
                                   f'integer >= 1), got {classes!r}')
@@ -215,7 +222,7 @@ class KNNClassifier(BaseRetriever):
         else:
             feats, labels, extra = cached
         checks = [(labels, self.num_classes, 'num_classes')] + [
-            (extra[n], c, f"extra_labels['{n}']") for n, c in self.extra_labels.items()]
+            (extra[n], c, f'extra_labels.{n}') for n, c in self.extra_labels.items()]
         for values, classes, key in checks:
             if int(values.max()) >= classes:
                 raise ConfigError(f'training label {int(values.max())} >= {key}={classes}: '
@@ -241,9 +248,14 @@ class KNNClassifier(BaseRetriever):
         dist.broadcast_object_list(data, src=0)
         cache = data[0]
         extra = cache.get('extra_labels', {})
-        if cache.get('fingerprint') != fingerprint or set(self.extra_labels) - set(extra):
+        if cache.get('fingerprint') != fingerprint:
             print_log(f'k-NN: {self.feature_cache} holds features of other weights or data; '
                       'extracting them again', logger='current')
+            return None
+        if set(self.extra_labels) - set(extra):
+            print_log(f'k-NN: {self.feature_cache} lacks the labels '
+                      f'{sorted(set(self.extra_labels) - set(extra))}; extracting again',
+                      logger='current')
             return None
         print_log(f'k-NN: training features read from {self.feature_cache}', logger='current')
         return cache['features'], cache['labels'], {n: extra[n] for n in self.extra_labels}
@@ -303,7 +315,7 @@ class KNNClassifier(BaseRetriever):
             sample.set_pred_score(score).set_pred_label(score.argmax(keepdim=True))
             for name in self.extra_labels:
                 result = dict(pred_score=scores[name][i], eval_mask=True)
-                if f'gt_label_{name}' in sample:
+                if 'gt_label' in sample:  # evaluated: every labelling needs its labels
                     result['gt_label'] = torch.tensor([self._extra_label(sample, name)])
                 sample.set_field(result, name)
         return data_samples
