@@ -3,6 +3,11 @@
 file that the from-scratch rows load like any pretrained student."""
 import hashlib
 import os.path as osp
+import threading
+
+# the study runs in-process stages in threads (--jobs): torch's global RNG is one per
+# process, so two random students seeded at once would draw from each other's stream
+_GLOBAL_RNG = threading.Lock()
 
 
 def config_digest(path: str, _seen=None) -> str:
@@ -41,8 +46,9 @@ def write_random_student(config: str, seed: int, path: str) -> None:
 
     import dmt_mm.models  # noqa: F401  (registers DMTViT)
     from dmt_mm.checkpoint.backbone import save_backbone_checkpoint
-    torch.manual_seed(seed)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        backbone = MODELS.build(Config.fromfile(config).model.backbone)
-    backbone.init_weights()
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            backbone = MODELS.build(Config.fromfile(config).model.backbone)
+        backbone.init_weights()
     save_backbone_checkpoint(backbone.state_dict(), path, meta=dict(seed=seed, init='random'))

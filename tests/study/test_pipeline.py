@@ -417,6 +417,30 @@ def test_knn_stage_scores_the_study_factors_with_the_base_preprocessing():
                             algorithm_keys=[f'gt_label_{f}' for f in KNN_FACTORS])
 
 
+def test_random_students_written_at_once_are_the_seeds_own(tmp_path):
+    """The study writes the random-init students in threads (two stages at a time): each
+    equals the one written alone under its seed, and the caller's RNG is left as it was."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dmt_mm.study.design import METHODS
+    from dmt_mm.study.inputs import write_random_student
+    config = str(STUDY_CONFIGS / METHODS['dmt']['config'])
+    write_random_student(config, 0, str(tmp_path / 'alone.pth'))
+    state = torch.get_rng_state()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: write_random_student(config, i % 2, str(tmp_path / f'{i}.pth')),
+                      range(8)))
+    assert torch.equal(torch.get_rng_state(), state)
+
+    def weights(name):
+        return torch.load(tmp_path / name, weights_only=False)['state_dict']
+    alone, seed1 = weights('alone.pth'), weights('1.pth')
+    for i in range(8):
+        other = weights(f'{i}.pth')
+        assert all(torch.equal(other[k], (alone if i % 2 == 0 else seed1)[k]) for k in alone), i
+    assert not all(torch.equal(alone[k], seed1[k]) for k in alone)
+
+
 def test_config_digest_follows_local_bases(tmp_path):
     """Editing any config a stage inherits from changes the stage's signature."""
     from dmt_mm.study.inputs import config_digest
