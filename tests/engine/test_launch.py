@@ -1,0 +1,32 @@
+"""The launcher's config: mmengine's text, formatted once per content."""
+import copy
+
+from conftest import CONFIGS
+from mmengine.config import Config
+from mmengine.config import config as mmengine_config
+
+from dmt_mm.engine.launch import FormattedOnceConfig, load_config
+
+DET = (CONFIGS / 'toy' / 'pipeline'
+       / 'cascade-mask-rcnn_dmt-vit-toy-simplefpn_1xb4-160it_toyworld.py')
+
+
+def test_config_text_is_mmengines_and_formatted_once_per_content(monkeypatch):
+    monkeypatch.setattr(FormattedOnceConfig, '_texts', {})
+    formatted = []
+    format_code = mmengine_config.FormatCode
+    monkeypatch.setattr(mmengine_config, 'FormatCode',
+                        lambda *a, **k: formatted.append(1) or format_code(*a, **k))
+    cfg = load_config(str(DET), work_dir='work_dirs/x')
+    text = cfg.pretty_text
+    assert len(formatted) == 1
+    # the log, the dump, the visualizer and the message hub read it from the Runner's copy
+    for reader in (cfg, copy.deepcopy(cfg), copy.deepcopy(cfg), cfg):
+        assert reader.pretty_text == text
+    assert len(formatted) == 1
+    assert text == Config.pretty_text.fget(cfg)  # mmengine's own formatting
+    formatted.clear()
+    cfg.train_cfg.max_iters = 7  # a changed config gets its own text
+    changed = cfg.pretty_text
+    assert len(formatted) == 1 and changed != text and 'max_iters=7' in changed
+    assert changed == Config.pretty_text.fget(cfg)
