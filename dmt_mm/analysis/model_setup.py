@@ -56,6 +56,10 @@ def prepare_config(cfg, *, batch_size=None, img_size=None, student_arch=None, te
         model.backbone.arch = student_arch
     if img_size is not None:
         model.backbone.img_size = img_size
+        from .data_throughput import train_pipeline
+        for transform in train_pipeline(cfg):  # the loader's crops: the size measured
+            if 'RandomResizedCrop' in transform.get('type', ''):
+                transform['scale'] = img_size
     if batch_size is not None:
         cfg.train_dataloader.batch_size = batch_size
     return cfg

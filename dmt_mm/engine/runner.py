@@ -1,5 +1,8 @@
-"""mmengine's Runner, with every rank's RNG states in its checkpoints."""
+"""mmengine's Runner, with every rank's RNG states in its checkpoints and a compiled train
+step that compiles once, not once per batch."""
+import torch
 from mmengine.dist import all_gather_object, get_dist_info
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -17,6 +20,18 @@ class ReproducibleRunner(Runner):
     ``CheckpointHook`` calls ``save_checkpoint`` on every rank (only rank 0 writes), which
     is where the states are gathered.
     """
+
+    def _maybe_compile(self, target):
+        """mmengine compiles the whole ``train_step``, the data preprocessor's device copy of
+        the batch included. That copy deep-copies each data sample's metainfo, and dynamo
+        guards on the identity of every string in it (``img_path``): each new batch failed
+        the guards and recompiled the step, up to dynamo's limit, after which the step ran
+        eagerly. The copy runs eagerly instead, at the cost of one graph break."""
+        if self.cfg.get('compile'):
+            model = self.model.module if is_model_wrapper(self.model) else self.model
+            preprocessor = model.data_preprocessor
+            preprocessor.cast_data = torch.compiler.disable(preprocessor.cast_data)
+        super()._maybe_compile(target)
 
     def save_checkpoint(self, out_dir, filename, *args, meta=None, **kwargs):
         meta = dict(meta or {})

@@ -221,6 +221,34 @@ def test_compiled_tail_gives_the_eager_losses_and_gradients():
     assert fused._compiled_tail is not None
 
 
+@pytest.mark.slow
+def test_compiled_train_step_is_not_recompiled_for_each_batch(small_toy_world, monkeypatch):
+    """The runner tools/train.py builds, with mmengine's ``compile`` (eager backend: dynamo's
+    graph capture without code generation), on the toy DMT config: every batch brings other
+    images (other ``img_path`` strings in the data samples), and after the first two
+    iterations nothing is compiled any more. Before the runner kept the preprocessor's
+    device copy out of the graph, every iteration compiled the step again."""
+    from mmengine.hooks import Hook
+
+    from dmt_mm.engine.launch import build_runner
+    monkeypatch.chdir(small_toy_world)
+    cfg = load_config(str(CONFIGS / 'toy' / 'dmt_vit-toy-p16_3xvit-toy_1xb16-40it_toyworld.py'),
+                      {'compile': dict(backend='eager'), 'train_cfg.max_iters': 5},
+                      work_dir=str(small_toy_world / 'work_dirs' / 'compiled_step'))
+    compiled = []
+
+    class CountCompiledFrames(Hook):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            compiled.append(torch._dynamo.utils.counters['frames']['total'])
+
+    torch._dynamo.reset()
+    runner = build_runner(cfg)
+    runner.register_hook(CountCompiledFrames())
+    runner.train()
+    assert len(compiled) == 5 and compiled[0] > 0
+    assert compiled[1] == compiled[-1], compiled
+
+
 # ------------------------------------------------------------------ teacher execution
 def test_teacher_execution_options_are_checked():
     assert TeacherExecution.build(None).is_default

@@ -33,9 +33,9 @@ param_scheduler = [
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 # mmengine compiles `model.train_step` (the wrapped model's under DDP) before the first
-# iteration: the forward (preprocessor, student, teachers, target norms, heads, losses) is one
-# graph; the step recompiles once at iteration 2, when the optim wrapper's iteration counter
-# becomes a symbolic int (with `dynamic=False` that counter would recompile every step until
-# dynamo's limit and then run eagerly). The fused AdamW step after backward runs eagerly.
+# iteration. The project's runner copies the batch to the device eagerly (its data samples'
+# strings made dynamo recompile the step for every batch), so dynamo compiles what the step
+# calls: the forward (student, teachers, target norms, heads, losses) is one graph; nothing is
+# compiled after the second iteration (docs/performance.md).
 compile = True
 auto_scale_lr = dict(base_batch_size=1024)
