@@ -44,9 +44,9 @@ class FormattedOnceConfig(Config):
     """A Config that formats its text once per content.
 
     mmengine formats a run's config with yapf four times (the log, the dumped file, the
-    visualizer's copy and the message hub), 0.4-0.9 s each on one CPU core: a good part of
-    the start-up of every toy run. The text is the same each time unless the config changed
-    in between, so it is kept, keyed by the content it was made from.
+    visualizer's copy and the message hub), 0.1-0.9 s each on one CPU core by the config's
+    size (a toy detection config: 0.4-0.9 s). The text is the same each time unless the
+    config changed in between, so it is kept, keyed by the content it was made from.
     """
     _texts = {}
 

@@ -26,7 +26,9 @@ class ReproducibleRunner(Runner):
         the batch included. That copy deep-copies each data sample's metainfo, and dynamo
         guards on the identity of every string in it (``img_path``): each new batch failed
         the guards and recompiled the step, up to dynamo's limit, after which the step ran
-        eagerly. The copy runs eagerly instead, at the cost of one graph break."""
+        eagerly. The copy runs eagerly instead. Its graph break falls inside the optim wrapper's
+        context, which dynamo cannot split, so the step's own few lines run eagerly and
+        dynamo compiles what they call (the forward with the losses is one graph)."""
         if self.cfg.get('compile'):
             model = self.model.module if is_model_wrapper(self.model) else self.model
             preprocessor = model.data_preprocessor
