@@ -58,7 +58,8 @@ def prepare_config(cfg, *, batch_size=None, img_size=None, student_arch=None, te
         model.backbone.img_size = img_size
         from .data_throughput import train_pipeline
         for transform in train_pipeline(cfg):  # the loader's crops: the size measured
-            if 'RandomResizedCrop' in transform.get('type', ''):
+            if str(transform.get('type')).split('.')[-1] in ('RandomResizedCrop',
+                                                            'LoadRandomResizedCrop'):
                 transform['scale'] = img_size
     if batch_size is not None:
         cfg.train_dataloader.batch_size = batch_size

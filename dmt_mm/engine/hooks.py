@@ -11,6 +11,8 @@ from mmengine.registry import HOOKS
 from dmt_mm.checkpoint import find_resume_checkpoint, nonfinite_tensors
 from dmt_mm.errors import DataError, UserError
 
+from .runner import bare_model
+
 
 def parameter_fingerprint(model):
     """(sum, sum of squares, count) over all parameters, in float64: equal on ranks whose
@@ -33,7 +35,7 @@ class RankConsistencyHook(Hook):
         self.rtol, self.atol = rtol, atol
 
     def after_train(self, runner):
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        model = bare_model(runner.model)
         fingerprints = [f.tolist() for f in all_gather(parameter_fingerprint(model))]
         agree = all(torch.allclose(torch.tensor(f), torch.tensor(fingerprints[0]),
                                    rtol=self.rtol, atol=self.atol) for f in fingerprints)
@@ -54,7 +56,7 @@ class NonFiniteError(UserError, FloatingPointError):
 def _floating_state(runner):
     """(name, tensor) of every floating-point value training changes: the model's
     parameters and buffers and the optimizer state."""
-    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    model = bare_model(runner.model)
     named = [(f'model.{n}', t) for n, t in model.named_parameters()]
     named += [(f'model.{n}', t) for n, t in model.named_buffers()]
     optimizers = [runner.optim_wrapper.optimizer] if hasattr(runner.optim_wrapper, 'optimizer') \
@@ -135,7 +137,7 @@ class CheckpointCompatibilityHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint):
         state = checkpoint.get('state_dict', checkpoint)
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        model = bare_model(runner.model)
         if hasattr(model, 'upgrade_state_dict'):  # older layouts the model still loads
             model.upgrade_state_dict(state)
         expected = model.state_dict()

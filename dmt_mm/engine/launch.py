@@ -44,19 +44,18 @@ class FormattedOnceConfig(Config):
     """A Config that formats its text once per content.
 
     mmengine formats a run's config with yapf four times (the log, the dumped file, the
-    visualizer's copy and the message hub), 0.1-0.9 s each on one CPU core by the config's
-    size (a toy detection config: 0.4-0.9 s). The text is the same each time unless the
-    config changed in between, so it is kept, keyed by the content it was made from.
+    visualizer's copy and the message hub) and once more per checkpoint; for a toy run that
+    is a good part of its start-up. The text is the same each time unless the config changed
+    in between, so the last one is kept, keyed by the content it was made from.
     """
-    _texts = {}
+    _last = (None, None)  # (key, text)
 
     @property
     def pretty_text(self):
-        key = repr(self.to_dict())
-        text = self._texts.get(key)
-        if text is None:
-            text = self._texts[key] = super().pretty_text
-        return text
+        key = (self._format_python_code, repr(self.to_dict()))
+        if FormattedOnceConfig._last[0] != key:
+            FormattedOnceConfig._last = (key, super().pretty_text)
+        return FormattedOnceConfig._last[1]
 
 
 def default_work_dir(config_path):

@@ -1,5 +1,5 @@
 """mmengine's Runner, with every rank's RNG states in its checkpoints and a compiled train
-step that compiles once, not once per batch."""
+step that is not recompiled for each batch."""
 import torch
 from mmengine.dist import all_gather_object, get_dist_info
 from mmengine.model import is_model_wrapper
@@ -7,6 +7,11 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .determinism import rng_states, set_rng_states
+
+
+def bare_model(model):
+    """The model inside a DDP wrapper (or the model itself)."""
+    return model.module if is_model_wrapper(model) else model
 
 
 @RUNNERS.register_module()
@@ -22,17 +27,18 @@ class ReproducibleRunner(Runner):
     """
 
     def _maybe_compile(self, target):
-        """mmengine compiles the whole ``train_step``, the data preprocessor's device copy of
-        the batch included. That copy deep-copies each data sample's metainfo, and dynamo
-        guards on the identity of every string in it (``img_path``): each new batch failed
-        the guards and recompiled the step, up to dynamo's limit, after which the step ran
-        eagerly. The copy runs eagerly instead. Its graph break falls inside the optim wrapper's
-        context, which dynamo cannot split, so the step's own few lines run eagerly and
-        dynamo compiles what they call (the forward with the losses is one graph)."""
-        if self.cfg.get('compile'):
-            model = self.model.module if is_model_wrapper(self.model) else self.model
-            preprocessor = model.data_preprocessor
-            preprocessor.cast_data = torch.compiler.disable(preprocessor.cast_data)
+        """mmengine compiles the whole ``train_step``, the data preprocessor included. It
+        reads the data samples: their device copy deep-copies each sample's metainfo, and
+        dynamo guarded on the identity of every string in it (``img_path``), so each new batch
+        failed the guards and recompiled the step, up to dynamo's limit, after which the step
+        ran eagerly (a decoding preprocessor would guard on each batch's crop boxes the same
+        way). The preprocessor runs eagerly instead. Its graph break falls inside the optim
+        wrapper's context, which dynamo cannot split, so the step's own few lines run eagerly
+        and dynamo compiles what they call: the forward with the losses is one graph."""
+        compile_cfg = self.cfg.get('compile')
+        if compile_cfg is not None and compile_cfg is not False:  # mmengine's test
+            preprocessor = bare_model(self.model).data_preprocessor
+            preprocessor.forward = torch.compiler.disable(preprocessor.forward)
         super()._maybe_compile(target)
 
     def save_checkpoint(self, out_dir, filename, *args, meta=None, **kwargs):

@@ -311,6 +311,8 @@ def test_shipped_config_runs_as_the_train_tool_builds_it():
     compile setting and data pipeline) on real photos, then its compiled step timed; the
     model comes back with the uncompiled train_step for the peers."""
     cfg = dmt_cfg(k=2)
+    crops = [t for t in B.train_pipeline(cfg) if t.type == 'LoadRandomResizedCrop']
+    assert crops and all(t.scale == 32 for t in crops)  # the loader crops the measured size
     cfg.compile = dict(backend='eager')  # dynamo without inductor: the same graph capture
     res, model = B.measure_shipped(cfg, B.list_images([str(TEST_DATA / 'coco_real_mini')
                                                        + '/images']), 2, 'cpu', iters=1,

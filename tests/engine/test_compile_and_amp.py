@@ -242,10 +242,15 @@ def test_compiled_train_step_is_not_recompiled_for_each_batch(small_toy_world, m
             compiled.append(torch._dynamo.utils.counters['frames']['total'])
 
     torch._dynamo.reset()
-    runner = build_runner(cfg)
-    runner.register_hook(CountCompiledFrames())
-    runner.train()
-    assert len(compiled) == 5 and compiled[0] > 0
+    torch._dynamo.utils.counters.clear()
+    try:
+        runner = build_runner(cfg)
+        runner.register_hook(CountCompiledFrames())
+        runner.train()
+        graphs = torch._dynamo.utils.counters['stats']['unique_graphs']
+    finally:
+        torch._dynamo.reset()  # no compiled code left for the tests that follow
+    assert len(compiled) == 5 and compiled[0] > 0 and graphs > 0  # it did compile
     assert compiled[1] == compiled[-1], compiled
 
 

@@ -7,17 +7,16 @@ from mmengine.config import config as mmengine_config
 
 from dmt_mm.engine.launch import FormattedOnceConfig, load_config
 
-DET = (CONFIGS / 'toy' / 'pipeline'
-       / 'cascade-mask-rcnn_dmt-vit-toy-simplefpn_1xb4-160it_toyworld.py')
+TOY_DMT = CONFIGS / 'toy' / 'dmt_vit-toy-p16_3xvit-toy_1xb16-40it_toyworld.py'
 
 
 def test_config_text_is_mmengines_and_formatted_once_per_content(monkeypatch):
-    monkeypatch.setattr(FormattedOnceConfig, '_texts', {})
+    monkeypatch.setattr(FormattedOnceConfig, '_last', (None, None))
     formatted = []
     format_code = mmengine_config.FormatCode
     monkeypatch.setattr(mmengine_config, 'FormatCode',
                         lambda *a, **k: formatted.append(1) or format_code(*a, **k))
-    cfg = load_config(str(DET), work_dir='work_dirs/x')
+    cfg = load_config(str(TOY_DMT), work_dir='work_dirs/x')
     text = cfg.pretty_text
     assert len(formatted) == 1
     # the log, the dump, the visualizer and the message hub read it from the Runner's copy

@@ -33,7 +33,7 @@ param_scheduler = [
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 # mmengine compiles `model.train_step` (the wrapped model's under DDP) before the first
-# iteration. The project's runner copies the batch to the device eagerly (its data samples'
+# iteration. The project's runner keeps the data preprocessor eager (its data samples'
 # strings made dynamo recompile the step for every batch), so dynamo compiles what the step
 # calls: the forward (student, teachers, target norms, heads, losses) is one graph; nothing is
 # compiled after the second iteration (docs/performance.md).
