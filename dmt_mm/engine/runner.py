@@ -2,7 +2,6 @@
 step that is not recompiled for each batch."""
 import torch
 from mmengine.dist import all_gather_object, get_dist_info
-from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -10,8 +9,9 @@ from .determinism import rng_states, set_rng_states
 
 
 def bare_model(model):
-    """The model inside a DDP wrapper (or the model itself)."""
-    return model.module if is_model_wrapper(model) else model
+    """The model inside a DDP wrapper or a test-time-augmentation model (both keep it as
+    ``module``; mmseg's TTA model is no registered wrapper), or the model itself."""
+    return model.module if hasattr(model, 'module') else model
 
 
 @RUNNERS.register_module()
