@@ -226,8 +226,8 @@ def test_compiled_train_step_is_not_recompiled_for_each_batch(small_toy_world, m
     """The runner tools/train.py builds, with mmengine's ``compile`` (eager backend: dynamo's
     graph capture without code generation), on the toy DMT config: every batch brings other
     images (other ``img_path`` strings in the data samples), and after the first two
-    iterations nothing is compiled any more. Before the runner kept the preprocessor's
-    device copy out of the graph, every iteration compiled the step again."""
+    iterations nothing is compiled any more. Before the runner kept the data preprocessor
+    out of the graph, every iteration compiled the step again."""
     from mmengine.hooks import Hook
 
     from dmt_mm.engine.launch import build_runner
